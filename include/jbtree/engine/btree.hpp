@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: MIT
+// jbtree: the B+tree engine.
+//
+//   btree<Traits, Storage, Journal>
+//
+// One engine for every tree type: Traits says what a record is, Storage
+// where blocks live, Journal how changes are made atomic. The engine never
+// names a concrete policy.
+//
+// Shape (docs/design.md has the full story):
+//  - B+tree: records only in leaves; leaves doubly linked in key order.
+//  - Internal entry i = (key_i, [high_i], child_i) where key_i is exactly the
+//    first key of child_i's subtree and high_i (interval mode) exactly the
+//    largest high key in it. Keeping both tight makes verify() exact and lets
+//    overlap queries prune.
+//  - Height <= max_height (8), so every path lives on the stack.
+//
+// Every mutation runs in two phases. Plan: read every block it will touch
+// (validated), allocate every new block, check the handle's credits. Apply:
+// get write access, change the pinned buffers, seal and dirty them. A
+// failure in the plan phase changes nothing. The apply phase can only fail
+// if the journal itself fails (see policy/journal.hpp).
+//
+// Not thread-safe: the caller serialises access to one tree (as the kernel
+// would with a lock per tree).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "jbtree/base/endian.hpp"
+#include "jbtree/base/errc.hpp"
+#include "jbtree/engine/tree_anchor.hpp"
+#include "jbtree/engine/verify_report.hpp"
+#include "jbtree/node/header.hpp"
+#include "jbtree/node/layout.hpp"
+#include "jbtree/node/validate.hpp"
+#include "jbtree/policy/block_storage.hpp"
+#include "jbtree/policy/journal.hpp"
+#include "jbtree/policy/record_traits.hpp"
+
+namespace jbtree {
+
+template <RecordTraits Traits, BlockStorage Storage, class JournalT>
+    requires Journal<JournalT, Storage>
+class btree {
+public:
+    using traits_type = Traits;
+    using key_type = typename Traits::key_type;
+    using value_type = typename Traits::value_type;
+    using storage_type = Storage;
+    using journal_type = JournalT;
+    using buffer = typename Storage::buffer;
+    using handle = typename JournalT::handle;
+    using layout_type = node_layout<Traits>;
+
+    static constexpr bool interval = is_interval<Traits>;
+    static constexpr bool fixed_values = has_fixed_values<Traits>;
+    static constexpr std::uint32_t key_size = layout_type::key_size;
+    // Bulk load fill factor limits, in percent.
+    static constexpr unsigned min_fill_percent = 10;
+    static constexpr unsigned max_fill_percent = 100;
+
+    class cursor;
+
+    // ---- opening --------------------------------------------------------
+
+    // Open the tree described by `anchor` (an empty anchor opens an empty
+    // tree). Checks the block size against the record format and validates
+    // the root node. Storage and journal must outlive the tree.
+    [[nodiscard]] static result<btree> open(Storage& storage, JournalT& journal, const tree_anchor& anchor) noexcept {
+        const std::uint32_t bs = storage.block_size();
+        if (!valid_block_size(bs)) return errc::invalid;
+        btree t(storage, journal, anchor);
+        if (!t.lay_.usable()) return errc::invalid; // node too small for these records
+        if ((anchor.root == 0) != (anchor.height == 0) || anchor.height > max_height ||
+            (anchor.root == 0 && anchor.records != 0))
+            return errc::corrupted;
+        if (anchor.root) {
+            auto r = t.read_node(anchor.root, anchor.height - 1u);
+            if (!r) return r.error();
+        }
+        return t;
+    }
+    // A new, empty tree with the given id.
+    [[nodiscard]] static result<btree> create(Storage& storage, JournalT& journal, std::uint32_t tree_id) noexcept {
+        return open(storage, journal, tree_anchor{0, 0, tree_id, 0});
+    }
+
+    [[nodiscard]] const tree_anchor& anchor() const noexcept { return an_; }
+    [[nodiscard]] std::uint64_t size() const noexcept { return an_.records; }
+    [[nodiscard]] bool empty() const noexcept { return an_.records == 0; }
+    [[nodiscard]] unsigned height() const noexcept { return an_.height; }
+    [[nodiscard]] const layout_type& layout() const noexcept { return lay_; }
+    // Bumped by every successful mutation; cursors use it to notice changes.
+    [[nodiscard]] std::uint64_t generation() const noexcept { return gen_; }
+
+    // ---- credits: worst-case blocks dirtied by one operation -------------
+    //
+    // Per level: the node on the path, one sibling or new node; at the leaf
+    // level also the old right neighbour whose left link changes; plus a new
+    // root when the tree grows. Computed from the current height.
+    [[nodiscard]] std::uint32_t insert_credits() const noexcept { return 2u * effective_height() + 2u; }
+    [[nodiscard]] std::uint32_t erase_credits() const noexcept { return 2u * effective_height() + 1u; }
+    [[nodiscard]] std::uint32_t assign_credits() const noexcept { return insert_credits(); }
+
+    // ---- lookups ----------------------------------------------------------
+
+    // The value stored under k, or errc::not_found. In interval mode this is
+    // the exact-match fast path: it descends by low keys only.
+    [[nodiscard]] result<value_type> find(const key_type& k) noexcept {
+        if (an_.height == 0) return errc::not_found;
+        auto leaf = descend_to_leaf(k);
+        if (!leaf) return leaf.error();
+        const unsigned char* n = leaf->data();
+        const std::uint32_t i = leaf_lower_bound(n, k);
+        if (i == layout_type::count(n) || Traits::compare(key_at(n, true, i), k) != 0) return errc::not_found;
+        value_type v{};
+        JBTREE_TRY(decode_value_at(n, i, v));
+        return v;
+    }
+    [[nodiscard]] result<bool> contains(const key_type& k) noexcept {
+        auto r = find(k);
+        if (r) return true;
+        if (r.error() == errc::not_found) return false;
+        return r.error();
+    }
+
+    // Cursors: positioned at the first record >= k (lower_bound), > k
+    // (upper_bound), the first record, or the last record; at end when there
+    // is none.
+    [[nodiscard]] result<cursor> lower_bound(const key_type& k) noexcept { return seek(&k, false); }
+    [[nodiscard]] result<cursor> upper_bound(const key_type& k) noexcept { return seek(&k, true); }
+    [[nodiscard]] result<cursor> first() noexcept { return seek(nullptr, false); }
+    [[nodiscard]] result<cursor> last() noexcept {
+        cursor c(this);
+        JBTREE_TRY(c.seek_last());
+        return c;
+    }
+
+    // Calls f(key, value) for every record with lo <= key <= hi, in order,
+    // until f returns false. f must not modify the tree (errc::invalid if it
+    // does; the walk stops there).
+    template <class F>
+    [[nodiscard]] errc for_each(const key_type& lo, const key_type& hi, F&& f) noexcept {
+        return walk(&lo, &hi, f);
+    }
+    template <class F>
+    [[nodiscard]] errc for_each(F&& f) noexcept {
+        return walk(nullptr, nullptr, f);
+    }
+    // Number of records with lo <= key <= hi.
+    [[nodiscard]] result<std::uint64_t> count(const key_type& lo, const key_type& hi) noexcept {
+        std::uint64_t c = 0;
+        auto counter = [&c](const key_type&, const value_type&) noexcept {
+            ++c;
+            return true;
+        };
+        JBTREE_TRY(walk(&lo, &hi, counter));
+        return c;
+    }
+
+    // Interval mode: calls f(key, value) for every record whose range
+    // [key, high_key(key, value)] overlaps [lo, hi] (in key order), until f
+    // returns false. Only subtrees whose [key_i, high_i] overlaps are read.
+    template <class F>
+        requires interval
+    [[nodiscard]] errc for_each_overlapping(const key_type& lo, const key_type& hi, F&& f) noexcept {
+        if (an_.height == 0 || Traits::compare(lo, hi) > 0) return errc::ok;
+        bool go_on = true;
+        const std::uint64_t g = gen_;
+        return overlap_visit(an_.root, an_.height - 1u, lo, hi, f, go_on, g);
+    }
+
+    // ---- mutations ----------------------------------------------------------
+
+    // Insert a new record; errc::exists if the key is present.
+    [[nodiscard]] errc insert(handle& h, const key_type& k, const value_type& v) noexcept {
+        return upsert(h, k, v, upsert_mode::insert_only, nullptr);
+    }
+    // Insert or overwrite; *inserted (if given) tells which happened.
+    [[nodiscard]] errc insert_or_assign(handle& h, const key_type& k, const value_type& v,
+                                        bool* inserted = nullptr) noexcept {
+        return upsert(h, k, v, upsert_mode::either, inserted);
+    }
+    // Overwrite the value of an existing record; errc::not_found if absent.
+    [[nodiscard]] errc assign(handle& h, const key_type& k, const value_type& v) noexcept {
+        return upsert(h, k, v, upsert_mode::assign_only, nullptr);
+    }
+    // Read-modify-write of one record: fn(value_type&) changes the value in
+    // place; errc::not_found if the key is absent.
+    template <class Fn>
+    [[nodiscard]] errc update(handle& h, const key_type& k, Fn&& fn) noexcept {
+        auto cur = find(k);
+        if (!cur) return cur.error();
+        value_type v = *cur;
+        fn(v);
+        return assign(h, k, v);
+    }
+    // Remove the record with key k; errc::not_found if absent.
+    [[nodiscard]] errc erase(handle& h, const key_type& k) noexcept;
+
+    // Build the tree from n records in strictly increasing key order, filling
+    // nodes to fill_percent (10..100). The tree must be empty (errc::not_empty).
+    // next(key_type&, value_type&) returns false if the input ends early.
+    // Unsorted or short input gives errc::invalid and leaves the tree empty.
+    template <class Source>
+    [[nodiscard]] errc bulk_load(handle& h, std::uint64_t n, Source&& next, unsigned fill_percent = 100) noexcept;
+    // Worst-case credits (nodes written) of bulk_load(n, fill_percent); 0 if
+    // the arguments are invalid or the tree would be too tall.
+    [[nodiscard]] std::uint64_t bulk_load_credits(std::uint64_t n, unsigned fill_percent) const noexcept;
+
+    // ---- checking and statistics -----------------------------------------------
+
+    // Checks every invariant: node validity (headers, checksums, levels, tree
+    // id, self block number, layout), key order within and across nodes,
+    // internal keys and high keys equal to their subtree's, leaf sibling
+    // links, the record count and the anchor. Because keys are strictly
+    // increasing across each level and levels are checked, a block reachable
+    // twice shows up as a key-order, entry-key or sibling-link problem.
+    [[nodiscard]] verify_report verify() noexcept;
+
+    // Reads every node. errc from the first unreadable or invalid node.
+    [[nodiscard]] result<tree_stats> stats() noexcept;
+
+private:
+    friend class cursor;
+
+    btree(Storage& s, JournalT& j, const tree_anchor& a) noexcept
+        : st_(&s), jr_(&j), lay_(s.block_size()), an_(a) {}
+
+    // ---- node access ------------------------------------------------------
+    [[nodiscard]] unsigned effective_height() const noexcept { return an_.height ? an_.height : 1u; }
+
+    [[nodiscard]] node_expectation expect(std::uint64_t blkno, unsigned level) const noexcept {
+        return node_expectation{blkno, an_.tree_id, level, st_->checksums(), st_->checksum_seed()};
+    }
+    // Read and validate a node; any fault becomes an error.
+    [[nodiscard]] result<buffer> read_node(std::uint64_t blkno, unsigned level) noexcept {
+        auto r = st_->read(blkno);
+        if (!r) return r.error();
+        const node_fault f = check_node(lay_, r->data(), expect(blkno, level));
+        if (f != node_fault::none) return to_errc(f);
+        return rvalue(r);
+    }
+
+    [[nodiscard]] key_type key_at(const unsigned char* n, bool leaf, std::uint32_t i) const noexcept {
+        return Traits::decode_key(lay_.key(n, leaf, i));
+    }
+    [[nodiscard]] std::uint64_t child_at(const unsigned char* n, std::uint32_t i) const noexcept {
+        return layout_type::child(lay_.payload(n, false, i));
+    }
+    [[nodiscard]] errc decode_value_at(const unsigned char* n, std::uint32_t i, value_type& out) const noexcept {
+        if constexpr (fixed_values) {
+            out = Traits::decode_value(lay_.payload(n, true, i));
+            return errc::ok;
+        } else {
+            return Traits::decode_value(lay_.payload(n, true, i), lay_.payload_len(n, true, i), out)
+                       ? errc::ok
+                       : errc::corrupted;
+        }
+    }
+
+    // First index whose key is >= k (count if none).
+    [[nodiscard]] std::uint32_t leaf_lower_bound(const unsigned char* n, const key_type& k) const noexcept {
+        std::uint32_t first = 0, len = layout_type::count(n);
+        while (len > 0) {
+            const std::uint32_t half = len >> 1;
+            if (Traits::compare(key_at(n, true, first + half), k) < 0) {
+                first += half + 1;
+                len -= half + 1;
+            } else {
+                len = half;
+            }
+        }
+        return first;
+    }
+    // First index whose key is > k (count if none).
+    [[nodiscard]] std::uint32_t upper_bound_in(const unsigned char* n, bool leaf, const key_type& k) const noexcept {
+        std::uint32_t first = 0, len = layout_type::count(n);
+        while (len > 0) {
+            const std::uint32_t half = len >> 1;
+            if (Traits::compare(key_at(n, leaf, first + half), k) <= 0) {
+                first += half + 1;
+                len -= half + 1;
+            } else {
+                len = half;
+            }
+        }
+        return first;
+    }
+    // Child to descend into for k: the last entry whose key is <= k (entry 0
+    // for keys below the tree's first key).
+    [[nodiscard]] std::uint32_t child_index(const unsigned char* n, const key_type& k) const noexcept {
+        const std::uint32_t i = upper_bound_in(n, false, k);
+        return i ? i - 1 : 0;
+    }
+
+    // Descend to the leaf that holds (or would hold) k; k == nullptr: the
+    // leftmost leaf.
+    [[nodiscard]] result<buffer> descend_to_leaf(const key_type& k) noexcept { return descend_to_leaf_ptr(&k); }
+    [[nodiscard]] result<buffer> descend_to_leaf_ptr(const key_type* k) noexcept {
+        std::uint64_t blk = an_.root;
+        for (unsigned l = an_.height; l-- > 1;) {
+            auto r = read_node(blk, l);
+            if (!r) return r.error();
+            const unsigned char* n = r->data();
+            blk = child_at(n, k ? child_index(n, *k) : 0);
+        }
+        return read_node(blk, 0);
+    }
+
+    // The nodes from the root down to a leaf, with the entry index taken at
+    // each level (leaf: the key's lower-bound position).
+    struct path_level {
+        buffer buf;
+        std::uint32_t index = 0;
+    };
+    struct path_t {
+        path_level lv[max_height];
+    };
+    [[nodiscard]] errc descend_path(const key_type& k, path_t& p, bool& exact) noexcept {
+        std::uint64_t blk = an_.root;
+        for (unsigned l = an_.height; l-- > 0;) {
+            auto r = read_node(blk, l);
+            if (!r) return r.error();
+            p.lv[l].buf = rvalue(*r);
+            const unsigned char* n = p.lv[l].buf.data();
+            if (l == 0) {
+                const std::uint32_t i = leaf_lower_bound(n, k);
+                p.lv[0].index = i;
+                exact = i < layout_type::count(n) && Traits::compare(key_at(n, true, i), k) == 0;
+            } else {
+                const std::uint32_t i = child_index(n, k);
+                p.lv[l].index = i;
+                blk = child_at(n, i);
+            }
+        }
+        return errc::ok;
+    }
+
+    // Largest high key of a node's entries, encoded into out (interval mode).
+    void node_high(const unsigned char* n, bool leaf, unsigned char* out) const noexcept
+        requires interval
+    {
+        const std::uint32_t cnt = layout_type::count(n);
+        key_type best{};
+        for (std::uint32_t i = 0; i < cnt; ++i) {
+            key_type hk;
+            if (leaf) {
+                value_type v{};
+                const key_type k = key_at(n, true, i);
+                // A value that does not decode counts as covering only its key;
+                // verify() reports it.
+                hk = decode_value_at(n, i, v) == errc::ok ? Traits::high_key(k, v) : k;
+            } else {
+                hk = Traits::decode_key(lay_.payload(n, false, i));
+            }
+            if (i == 0 || Traits::compare(hk, best) > 0) best = hk;
+        }
+        Traits::encode_key(best, out);
+    }
+
+    // ---- per-operation journaling context ---------------------------------
+    //
+    // Collects the blocks one operation changes: get_*_access once per block,
+    // and at the end stamp, seal and dirty each, then forget and free the
+    // blocks the operation released.
+    struct op_context {
+        static constexpr unsigned max_blocks = 3 * max_height + 4;
+        btree* t;
+        handle* h;
+        buffer* touched[max_blocks] = {};
+        unsigned ntouched = 0;
+        std::uint64_t freed[max_height + 1] = {};
+        unsigned nfreed = 0;
+
+        // Call before changing b.
+        [[nodiscard]] errc touch(buffer& b, bool created = false) noexcept {
+            for (unsigned i = 0; i < ntouched; ++i)
+                if (touched[i]->blkno() == b.blkno()) return errc::ok;
+            if (ntouched == max_blocks) return errc::range; // cannot happen: bounded by the credit model
+            JBTREE_TRY(created ? t->jr_->get_create_access(*h, b) : t->jr_->get_write_access(*h, b));
+            touched[ntouched++] = &b;
+            return errc::ok;
+        }
+        void release(std::uint64_t blkno) noexcept {
+            if (nfreed < max_height + 1) freed[nfreed++] = blkno;
+        }
+        [[nodiscard]] bool is_freed(std::uint64_t blkno) const noexcept {
+            for (unsigned i = 0; i < nfreed; ++i)
+                if (freed[i] == blkno) return true;
+            return false;
+        }
+        // Stamp, seal and dirty the changed blocks; then release freed ones.
+        [[nodiscard]] errc finish() noexcept {
+            errc first = errc::ok;
+            const std::uint64_t tid = t->jr_->transaction_id(*h);
+            for (unsigned i = 0; i < ntouched; ++i) {
+                buffer& b = *touched[i];
+                if (is_freed(b.blkno())) continue;
+                t->seal(b, tid);
+                const errc e = t->jr_->dirty_metadata(*h, b);
+                if (first == errc::ok) first = e;
+            }
+            for (unsigned i = 0; i < nfreed; ++i) {
+                errc e = t->jr_->forget(*h, freed[i]);
+                if (e == errc::ok) e = t->st_->free(freed[i]);
+                if (first == errc::ok) first = e;
+            }
+            return first;
+        }
+    };
+
+    void seal(buffer& b, std::uint64_t tid) noexcept {
+        header_of(b.data())->txid.set(tid);
+        if (st_->checksums()) seal_node(b.data(), lay_.block_size(), st_->checksum_seed());
+    }
+
+    // Allocate and format a new node (not yet journaled).
+    [[nodiscard]] result<buffer> new_node(unsigned level) noexcept {
+        auto r = st_->allocate();
+        if (!r) return r.error();
+        lay_.init(r->data(), r->blkno(), level, an_.tree_id);
+        return rvalue(r);
+    }
+
+    // Make parent entry i describe `child` exactly (first key, high key).
+    // Returns true if the entry changed.
+    [[nodiscard]] result<bool> refresh_entry(op_context& ctx, buffer& parent, std::uint32_t i, const unsigned char* child,
+                                             bool child_leaf) noexcept {
+        unsigned char* p = parent.data();
+        bool changed = false;
+        const unsigned char* ck = lay_.key(child, child_leaf, 0);
+        unsigned char* pk = lay_.key(p, false, i);
+        if (compare_bytes(ck, pk, key_size) != 0) {
+            JBTREE_TRY(ctx.touch(parent));
+            copy_bytes(pk, ck, key_size);
+            changed = true;
+        }
+        if constexpr (interval) {
+            unsigned char hk[key_size];
+            node_high(child, child_leaf, hk);
+            unsigned char* ph = lay_.payload(p, false, i);
+            if (compare_bytes(hk, ph, key_size) != 0) {
+                JBTREE_TRY(ctx.touch(parent));
+                copy_bytes(ph, hk, key_size);
+                changed = true;
+            }
+        }
+        return changed;
+    }
+
+    // Encoded internal entry describing a node.
+    struct internal_entry {
+        unsigned char key[key_size];
+        unsigned char payload[layout_type::internal_payload];
+    };
+    void describe_node(const buffer& b, bool leaf, internal_entry& e) const noexcept {
+        const unsigned char* n = const_cast<buffer&>(b).data();
+        copy_bytes(e.key, lay_.key(n, leaf, 0), key_size);
+        if constexpr (interval) node_high(n, leaf, e.payload);
+        store_le<std::uint64_t>(e.payload + layout_type::child_offset, const_cast<buffer&>(b).blkno());
+    }
+
+    // ---- insertion ------------------------------------------------------------
+    enum class upsert_mode : std::uint8_t { insert_only, assign_only, either };
+    enum class shape : std::uint8_t { fits, to_left, to_right, split };
+
+    // How one level absorbs a new entry (see plan_level).
+    struct level_plan {
+        shape how = shape::fits;
+        std::uint32_t pos = 0; // where the new entry goes among the node's entries
+        std::uint32_t cut = 0; // entries [0, cut) of the virtual sequence go left
+        buffer sib;            // left/right sibling, or the new right node of a split
+        buffer far;            // leaf split: the old right neighbour (left link changes)
+        bool has_far = false;
+    };
+
+    // The "virtual sequence" of a level is the node's entries with the new
+    // entry inserted at pos. A cut c sends elements [0, c) to the left node
+    // and [c, n] to the right one; choose_cut picks the most even valid cut,
+    // given what the left and right nodes already hold outside the sequence.
+    struct virtual_seq {
+        const btree* t;
+        const unsigned char* n;
+        bool leaf;
+        std::uint32_t pos;       // where the new entry sits
+        std::uint32_t new_units; // its size
+        bool replace;            // the new entry replaces the node's entry at pos
+        std::uint32_t size() const noexcept { return layout_type::count(n) + (replace ? 0 : 1); }
+        std::uint32_t units(std::uint32_t j) const noexcept {
+            if (j == pos) return new_units;
+            return t->lay_.entry_units(n, leaf, j < pos || replace ? j : j - 1);
+        }
+    };
+    // Returns 0 when no cut fits.
+    [[nodiscard]] std::uint32_t choose_cut(const virtual_seq& s, std::uint32_t base_left, std::uint32_t base_right,
+                                           std::uint32_t lo, std::uint32_t hi) const noexcept {
+        const std::uint32_t cap = lay_.capacity(s.leaf);
+        std::uint64_t total = base_left + base_right;
+        const std::uint32_t n = s.size();
+        for (std::uint32_t j = 0; j < n; ++j) total += s.units(j);
+        std::uint32_t best = 0;
+        std::uint64_t best_diff = ~0ull;
+        std::uint64_t left = base_left;
+        for (std::uint32_t c = 1; c <= hi && c < n + 1; ++c) {
+            left += s.units(c - 1);
+            if (c < lo) continue;
+            const std::uint64_t right = total - left;
+            if (left > cap) break;
+            if (right > cap) continue;
+            const std::uint64_t diff = left > right ? left - right : right - left;
+            if (diff < best_diff) {
+                best_diff = diff;
+                best = c;
+            }
+        }
+        return best;
+    }
+
+    [[nodiscard]] errc upsert(handle& h, const key_type& k, const value_type& v, upsert_mode mode,
+                              bool* inserted) noexcept;
+    [[nodiscard]] errc plan_insert(path_t& p, level_plan* plan, unsigned& top, std::uint32_t leaf_units,
+                                   std::uint32_t removed_units, buffer& new_root, std::uint64_t* allocated,
+                                   unsigned& nallocated) noexcept;
+    void free_unused(std::uint64_t* allocated, unsigned n) noexcept {
+        for (unsigned i = 0; i < n; ++i) (void)st_->free(allocated[i]);
+    }
+
+    // ---- erase ------------------------------------------------------------------
+    enum class fixup : std::uint8_t { none, merge_left, merge_right, borrow_left, borrow_right, collapse, empty };
+    struct erase_plan {
+        fixup how = fixup::none;
+        std::uint32_t pos = 0;   // entry removed from this level's node
+        std::uint32_t moved = 0; // borrow: entries moved from the sibling
+        buffer sib;
+        buffer far;
+        bool has_far = false;
+    };
+    [[nodiscard]] std::uint32_t min_units(bool leaf) const noexcept { return lay_.capacity(leaf) / 2; }
+
+    // ---- traversal helpers ---------------------------------------------------------
+    [[nodiscard]] result<cursor> seek(const key_type* k, bool upper) noexcept {
+        cursor c(this);
+        JBTREE_TRY(c.seek(k, upper));
+        return c;
+    }
+    template <class F>
+    [[nodiscard]] errc walk(const key_type* lo, const key_type* hi, F& f) noexcept;
+    template <class F>
+    [[nodiscard]] errc overlap_visit(std::uint64_t blk, unsigned level, const key_type& lo, const key_type& hi, F& f,
+                                     bool& go_on, std::uint64_t g) noexcept;
+
+    // ---- bulk load ---------------------------------------------------------------
+    struct bulk_level {
+        buffer prev, cur;
+        bool has_prev = false, has_cur = false;
+    };
+    [[nodiscard]] std::uint32_t bulk_budget(bool leaf, unsigned fill) const noexcept {
+        const std::uint32_t cap = lay_.capacity(leaf);
+        std::uint32_t b = static_cast<std::uint32_t>(static_cast<std::uint64_t>(cap) * fill / 100);
+        const std::uint32_t floor = leaf ? layout_type::max_entry_units(true) : 2;
+        return b < floor ? floor : b;
+    }
+    [[nodiscard]] errc bulk_append(handle& h, bulk_level* lv, unsigned l, const unsigned char* k,
+                                   const unsigned char* p, std::uint32_t plen, unsigned fill) noexcept;
+    [[nodiscard]] errc bulk_close(handle& h, bulk_level* lv, unsigned l, buffer& b, unsigned fill) noexcept;
+    void bulk_abort(handle& h, bulk_level* lv) noexcept;
+    void free_subtree(handle& h, std::uint64_t blk, unsigned level) noexcept;
+
+    // ---- verify ------------------------------------------------------------------
+    struct verify_state {
+        verify_report* r;
+        std::uint64_t prev_leaf = 0;       // last valid leaf visited
+        std::uint64_t prev_leaf_right = 0; // its right link
+        bool lost_leaves = false;          // a subtree was skipped: do not judge the next link
+    };
+    // Checks the subtree at blk; on success fills first/high (encoded).
+    bool verify_node(verify_state& vs, std::uint64_t blk, unsigned level, const unsigned char* hi_bound,
+                     unsigned char* first, unsigned char* high) noexcept;
+    errc stats_node(tree_stats& s, std::uint64_t blk, unsigned level) noexcept;
+
+    Storage* st_;
+    JournalT* jr_;
+    layout_type lay_;
+    tree_anchor an_;
+    std::uint64_t gen_ = 0;
+};
+
+} // namespace jbtree
+
+#define JBTREE_BTREE_TEMPLATE                                                                                          \
+    template <RecordTraits Traits, BlockStorage Storage, class JournalT>                                               \
+        requires Journal<JournalT, Storage>
+#define JBTREE_BTREE btree<Traits, Storage, JournalT>
+#include "jbtree/engine/detail/btree_cursor.hpp"
+#include "jbtree/engine/detail/btree_insert.hpp"
+#include "jbtree/engine/detail/btree_erase.hpp"
+#include "jbtree/engine/detail/btree_bulk.hpp"
+#include "jbtree/engine/detail/btree_verify.hpp"
+#undef JBTREE_BTREE_TEMPLATE
+#undef JBTREE_BTREE

@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: MIT
+// jbtree: umbrella header for the freestanding core.
+#pragma once
+
+#include "jbtree/base/crc32c.hpp"
+#include "jbtree/base/endian.hpp"
+#include "jbtree/base/errc.hpp"
+#include "jbtree/engine/btree.hpp"
+#include "jbtree/journal/null_journal.hpp"
+#include "jbtree/records/basic.hpp"
+#include "jbtree/storage/memory_storage.hpp"

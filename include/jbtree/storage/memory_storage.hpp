@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+// jbtree: blocks in RAM, in the on-disk format.
+//
+// Every block is a separately allocated, 64-byte aligned array of
+// block_size() bytes, reached through a table indexed by block number, so a
+// node in memory is byte-for-byte what it would be on disk (like XFS's
+// xfbtree). Checksums can be switched off for speed; they are then neither
+// computed nor verified and the checksum field stays zero.
+//
+// Memory comes only from the Allocator policy the caller names (the default
+// uses nothrow operator new); running out gives errc::no_memory, and
+// max_blocks gives errc::no_space. Freed blocks are poisoned and kept on a
+// free list for reuse.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "jbtree/base/endian.hpp"
+#include "jbtree/base/errc.hpp"
+#include "jbtree/policy/block_storage.hpp"
+
+namespace jbtree {
+
+// Default allocator: nothrow, aligned global operator new/delete.
+struct heap_allocator {
+    [[nodiscard]] void* allocate(std::size_t n, std::size_t align) noexcept {
+        return ::operator new(n, std::align_val_t{align}, std::nothrow);
+    }
+    void deallocate(void* p, std::size_t /*n*/, std::size_t align) noexcept {
+        ::operator delete(p, std::align_val_t{align});
+    }
+};
+
+struct memory_storage_options {
+    std::uint32_t block_size = 4096;
+    bool checksums = false;          // compute and verify node checksums
+    std::uint32_t checksum_seed = 0; // crc32c seed (a volume would derive it from its UUID)
+    std::uint64_t max_blocks = 0;    // 0: no limit other than memory
+};
+
+template <class Allocator = heap_allocator>
+class memory_storage {
+public:
+    // A pinned block: memory blocks never move, so the pin is just a pointer.
+    class buffer {
+    public:
+        buffer() noexcept = default;
+        buffer(unsigned char* p, std::uint64_t n) noexcept : p_(p), blkno_(n) {}
+        [[nodiscard]] unsigned char* data() noexcept { return p_; }
+        [[nodiscard]] const unsigned char* data() const noexcept { return p_; }
+        [[nodiscard]] std::uint64_t blkno() const noexcept { return blkno_; }
+
+    private:
+        unsigned char* p_ = nullptr;
+        std::uint64_t blkno_ = 0;
+    };
+
+    // Fill byte of freed blocks: makes use of a freed node fail validation.
+    static constexpr unsigned char poison = 0xDB;
+    static constexpr std::size_t alignment = 64;
+
+    // The options are checked by the first allocate(): a bad block size then
+    // gives errc::invalid. Use valid_block_size() to check up front.
+    explicit memory_storage(const memory_storage_options& o = {}, Allocator a = Allocator{}) noexcept
+        : opt_(o), alloc_(a) {}
+    memory_storage(const memory_storage&) = delete;
+    memory_storage& operator=(const memory_storage&) = delete;
+    ~memory_storage() {
+        for (std::uint64_t i = 1; i < used_; ++i) alloc_.deallocate(table_[i], opt_.block_size, alignment);
+        if (table_) alloc_.deallocate(table_, table_cap_ * sizeof(unsigned char*), alignof(unsigned char*));
+    }
+
+    [[nodiscard]] std::uint32_t block_size() const noexcept { return opt_.block_size; }
+    [[nodiscard]] bool checksums() const noexcept { return opt_.checksums; }
+    [[nodiscard]] std::uint32_t checksum_seed() const noexcept { return opt_.checksum_seed; }
+
+    [[nodiscard]] result<buffer> read(std::uint64_t blkno) noexcept {
+        if (blkno == 0 || blkno >= used_) return errc::io; // no such block
+        return buffer{table_[blkno], blkno};
+    }
+
+    [[nodiscard]] result<buffer> allocate() noexcept {
+        if (!valid_block_size(opt_.block_size)) return errc::invalid;
+        if (opt_.max_blocks && in_use_ >= opt_.max_blocks) return errc::no_space;
+        std::uint64_t n;
+        if (free_head_) {
+            n = free_head_;
+            free_head_ = load_le<std::uint64_t>(table_[n]);
+        } else {
+            if (used_ == 0) used_ = 1; // block 0 is never handed out
+            if (used_ >= table_cap_ && !grow_table()) return errc::no_memory;
+            void* p = alloc_.allocate(opt_.block_size, alignment);
+            if (!p) return errc::no_memory;
+            n = used_++;
+            table_[n] = static_cast<unsigned char*>(p);
+        }
+        ++in_use_;
+        fill_bytes(table_[n], 0, opt_.block_size);
+        return buffer{table_[n], n};
+    }
+
+    [[nodiscard]] errc free(std::uint64_t blkno) noexcept {
+        if (blkno == 0 || blkno >= used_) return errc::invalid;
+        unsigned char* p = table_[blkno];
+        fill_bytes(p, poison, opt_.block_size);
+        store_le<std::uint64_t>(p, free_head_); // free list threads through freed blocks
+        free_head_ = blkno;
+        --in_use_;
+        return errc::ok;
+    }
+
+    [[nodiscard]] errc write(buffer&) noexcept { return errc::ok; } // already in place
+    [[nodiscard]] errc flush() noexcept { return errc::ok; }
+
+    // Blocks currently allocated (not free).
+    [[nodiscard]] std::uint64_t blocks_in_use() const noexcept { return in_use_; }
+    // Bytes this storage holds from its allocator: every block ever made
+    // (free ones are kept for reuse) plus the block table.
+    [[nodiscard]] std::uint64_t bytes_reserved() const noexcept {
+        const std::uint64_t blocks = used_ ? used_ - 1 : 0;
+        return blocks * opt_.block_size + table_cap_ * sizeof(unsigned char*);
+    }
+    // Direct access to a block's bytes, for tests that corrupt blocks on purpose.
+    [[nodiscard]] unsigned char* raw_block(std::uint64_t blkno) noexcept {
+        return blkno && blkno < used_ ? table_[blkno] : nullptr;
+    }
+
+private:
+    bool grow_table() noexcept {
+        const std::uint64_t cap = table_cap_ ? table_cap_ * 2 : 64;
+        auto t = static_cast<unsigned char**>(alloc_.allocate(cap * sizeof(unsigned char*), alignof(unsigned char*)));
+        if (!t) return false;
+        if (table_) {
+            copy_bytes(t, table_, used_ * sizeof(unsigned char*));
+            alloc_.deallocate(table_, table_cap_ * sizeof(unsigned char*), alignof(unsigned char*));
+        }
+        table_ = t;
+        table_cap_ = cap;
+        return true;
+    }
+
+    memory_storage_options opt_;
+    [[no_unique_address]] Allocator alloc_;
+    unsigned char** table_ = nullptr;
+    std::uint64_t table_cap_ = 0;
+    std::uint64_t used_ = 0;      // table slots in use, including the unused slot 0
+    std::uint64_t in_use_ = 0;    // allocated, not freed
+    std::uint64_t free_head_ = 0; // first freed block, 0 = none
+};
+
+static_assert(BlockStorage<memory_storage<>>);
+
+} // namespace jbtree
