@@ -529,14 +529,14 @@ private:
     }
 
     // ---- erase ------------------------------------------------------------------
-    enum class fixup : std::uint8_t { none, merge_left, merge_right, borrow_left, borrow_right, collapse, empty };
+    enum class fixup : std::uint8_t { none, merge_left, merge_right, borrow_left, borrow_right, drop, collapse, empty };
     struct erase_plan {
         fixup how = fixup::none;
         std::uint32_t pos = 0;   // entry removed from this level's node
         std::uint32_t moved = 0; // borrow: entries moved from the sibling
-        buffer sib;
-        buffer far;
-        bool has_far = false;
+        buffer sib;  // the sibling merged or borrowed from; drop: the left neighbour leaf
+        buffer far;  // a neighbour leaf whose link changes
+        bool has_sib = false, has_far = false;
     };
     [[nodiscard]] std::uint32_t min_units(bool leaf) const noexcept { return lay_.capacity(leaf) / 2; }
 

@@ -49,6 +49,10 @@ template <std::size_t N>
 struct byte_string {
     std::uint16_t size = 0;
     unsigned char bytes[N] = {};
+
+    friend bool operator==(const byte_string& a, const byte_string& b) noexcept {
+        return a.size == b.size && compare_bytes(a.bytes, b.bytes, a.size) == 0;
+    }
 };
 
 template <std::size_t N>

@@ -5,7 +5,9 @@
 // below half its capacity merges with a sibling (the left one if it has
 // one) when both fit in one node; the parent then loses an entry and the
 // same rule applies one level up. Otherwise it borrows entries from that
-// sibling until the two are about even. An internal root left with one
+// sibling until the two are about even. A node without a sibling (an only
+// child) may stay underfull; if it empties it is dropped and its parent
+// loses the entry. An internal root left with one
 // child hands the root to it; a leaf root left empty empties the tree.
 #pragma once
 
@@ -46,7 +48,27 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
         const unsigned char* pn = p.lv[l + 1].buf.data();
         const std::uint32_t ci = p.lv[l + 1].index;
         const bool use_left = ci > 0;
-        if (!use_left && ci + 1 >= layout_type::count(pn)) break; // only child: stays underfull
+        if (!use_left && ci + 1 >= layout_type::count(pn)) { // an only child
+            if (cnt > 1) break;                                // stays, underfull
+            pl.how = fixup::drop;                              // empties: it goes
+            if (leaf) {
+                const node_header* hd = header_of(n);
+                if (hd->left.get()) {
+                    auto f = read_node(hd->left.get(), 0);
+                    if (!f) return f.error();
+                    pl.sib = rvalue(*f);
+                    pl.has_sib = true;
+                }
+                if (hd->right.get()) {
+                    auto f = read_node(hd->right.get(), 0);
+                    if (!f) return f.error();
+                    pl.far = rvalue(*f);
+                    pl.has_far = true;
+                }
+            }
+            pos = ci;
+            continue;
+        }
         auto r = read_node(child_at(pn, use_left ? ci - 1 : ci + 1), l);
         if (!r) return r.error();
         pl.sib = rvalue(*r);
@@ -106,6 +128,19 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
             an_.root = child_at(n, 0);
             --an_.height;
             break;
+        case fixup::drop: {
+            const std::uint64_t left = header_of(n)->left.get(), right = header_of(n)->right.get();
+            if (pl.has_sib) {
+                JBTREE_TRY(ctx.touch(pl.sib));
+                header_of(pl.sib.data())->right.set(right);
+            }
+            if (pl.has_far) {
+                JBTREE_TRY(ctx.touch(pl.far));
+                header_of(pl.far.data())->left.set(left);
+            }
+            ctx.release(nb.blkno());
+            break;
+        }
         case fixup::merge_left: {
             JBTREE_TRY(ctx.touch(pl.sib));
             unsigned char* s = pl.sib.data();
@@ -156,6 +191,7 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
             return errc::ok;
         };
         switch (pl.how) {
+        case fixup::drop: break;
         case fixup::merge_left: JBTREE_TRY(refresh(ci - 1, pl.sib)); break;
         case fixup::merge_right: JBTREE_TRY(refresh(ci, nb)); break;
         case fixup::borrow_left:
