@@ -15,10 +15,16 @@
 namespace jbtree {
 
 // Byte copy/fill/compare that compile to the builtin without <cstring>
-// (which is not freestanding).
-inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept { __builtin_memcpy(dst, src, n); }
-inline void move_bytes(void* dst, const void* src, std::size_t n) noexcept { __builtin_memmove(dst, src, n); }
-inline void fill_bytes(void* dst, int byte, std::size_t n) noexcept { __builtin_memset(dst, byte, n); }
+// (which is not freestanding). n == 0 is allowed with null pointers.
+inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
+    if (n) __builtin_memcpy(dst, src, n);
+}
+inline void move_bytes(void* dst, const void* src, std::size_t n) noexcept {
+    if (n) __builtin_memmove(dst, src, n);
+}
+inline void fill_bytes(void* dst, int byte, std::size_t n) noexcept {
+    if (n) __builtin_memset(dst, byte, n);
+}
 [[nodiscard]] inline int compare_bytes(const void* a, const void* b, std::size_t n) noexcept {
     return n == 0 ? 0 : __builtin_memcmp(a, b, n);
 }
