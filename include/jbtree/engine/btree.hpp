@@ -261,33 +261,44 @@ private:
         }
     }
 
-    // First index whose key is >= k (count if none).
-    [[nodiscard]] std::uint32_t leaf_lower_bound(const unsigned char* n, const key_type& k) const noexcept {
-        std::uint32_t first = 0, len = layout_type::count(n);
-        while (len > 0) {
-            const std::uint32_t half = len >> 1;
-            if (Traits::compare(key_at(n, true, first + half), k) < 0) {
-                first += half + 1;
-                len -= half + 1;
-            } else {
-                len = half;
+    // Binary search over the fixed-width keys of a node: the first index whose
+    // key is >= k (upper == false) or > k (upper == true); count if none.
+    // Branch-free halving (the comparison selects the next base with a
+    // conditional move) with both possible next probes prefetched, so the
+    // cache misses of a large node overlap instead of queueing behind
+    // mispredicted branches.
+    [[nodiscard]] std::uint32_t search(const unsigned char* n, bool leaf, const key_type& k,
+                                       bool upper) const noexcept {
+        std::uint32_t len = layout_type::count(n);
+        if (len == 0) return 0;
+        const unsigned char* keys = lay_.key(n, leaf, 0);
+        const std::size_t stride = leaf && layout_type::slotted_leaves ? 0 : key_size;
+        auto before = [&](std::uint32_t i) noexcept { // key i sorts before the result
+            const int c = Traits::compare(key_at(n, leaf, i), k);
+            return upper ? c <= 0 : c < 0;
+        };
+        const unsigned char* payloads = stride ? lay_.payload(n, leaf, 0) : nullptr;
+        const std::uint32_t pstride = layout_type::payload_field_for(leaf);
+        std::uint32_t base = 0;
+        while (len > 1) {
+            const std::uint32_t half = len / 2;
+            if (stride) {
+                __builtin_prefetch(keys + (base + half / 2) * stride);
+                __builtin_prefetch(keys + (base + half + half / 2) * stride);
+                // Near the end the answer is within a few entries: fetch its
+                // payload line now, in parallel with the last key line.
+                if (len <= 16) __builtin_prefetch(payloads + (base + half) * pstride);
             }
+            base = before(base + half - 1) ? base + half : base;
+            len -= half;
         }
-        return first;
+        return base + (before(base) ? 1u : 0u);
     }
-    // First index whose key is > k (count if none).
+    [[nodiscard]] std::uint32_t leaf_lower_bound(const unsigned char* n, const key_type& k) const noexcept {
+        return search(n, true, k, false);
+    }
     [[nodiscard]] std::uint32_t upper_bound_in(const unsigned char* n, bool leaf, const key_type& k) const noexcept {
-        std::uint32_t first = 0, len = layout_type::count(n);
-        while (len > 0) {
-            const std::uint32_t half = len >> 1;
-            if (Traits::compare(key_at(n, leaf, first + half), k) <= 0) {
-                first += half + 1;
-                len -= half + 1;
-            } else {
-                len = half;
-            }
-        }
-        return first;
+        return search(n, leaf, k, true);
     }
     // Child to descend into for k: the last entry whose key is <= k (entry 0
     // for keys below the tree's first key).
@@ -497,6 +508,24 @@ private:
     // Returns 0 when no cut fits.
     [[nodiscard]] std::uint32_t choose_cut(const virtual_seq& s, std::uint32_t base_left, std::uint32_t base_right,
                                            std::uint32_t lo, std::uint32_t hi) const noexcept {
+        const std::uint32_t cap = lay_.capacity(s.leaf);
+        if (!(s.leaf && layout_type::slotted_leaves)) {
+            // One unit per entry: left(c) = base_left + c. Clamp the even cut
+            // into the range where both sides fit.
+            const std::int64_t total = std::int64_t{base_left} + base_right + s.size();
+            std::int64_t first = lo, last = hi;
+            if (total - base_left - cap > first) first = total - base_left - cap;
+            if (std::int64_t{cap} - base_left < last) last = std::int64_t{cap} - base_left;
+            if (first > last) return 0;
+            std::int64_t c = (total + 1) / 2 - base_left;
+            c = c < first ? first : c > last ? last : c;
+            return static_cast<std::uint32_t>(c);
+        }
+        return choose_cut_slow(s, base_left, base_right, lo, hi);
+    }
+    [[nodiscard]] std::uint32_t choose_cut_slow(const virtual_seq& s, std::uint32_t base_left,
+                                                std::uint32_t base_right, std::uint32_t lo,
+                                                std::uint32_t hi) const noexcept {
         const std::uint32_t cap = lay_.capacity(s.leaf);
         std::uint64_t total = base_left + base_right;
         const std::uint32_t n = s.size();

@@ -76,14 +76,15 @@ template <RecordTraits Traits>
     const unsigned level = h->level.get();
     if (level != want.level || level >= max_height) return node_fault::level;
     const bool leaf = level == 0;
-    if (h->flags.get() != L::flags_for(leaf) || h->key_size.get() != L::key_size ||
-        h->payload_size.get() != L::payload_field_for(leaf))
-        return node_fault::layout;
+    // flags, key_size and payload_size in one comparison (bytes 50..55).
+    const std::uint64_t layout_expected = std::uint64_t{L::flags_for(leaf)} |
+                                          std::uint64_t{L::key_size} << 16 |
+                                          std::uint64_t{L::payload_field_for(leaf)} << 32;
+    if ((load_le<std::uint64_t>(n + 48) >> 16) != layout_expected) return node_fault::layout;
     if (h->reserved.get() != 0) return node_fault::reserved;
-    if (!leaf && (h->left.get() != 0 || h->right.get() != 0)) return node_fault::siblings;
-    if (leaf && ((h->left.get() != 0 && h->left.get() == want.blkno) ||
-                 (h->right.get() != 0 && h->right.get() == want.blkno)))
-        return node_fault::siblings;
+    const std::uint64_t left = h->left.get(), right = h->right.get();
+    // Leaves never link to themselves; internal nodes have no links.
+    if (leaf ? (left == want.blkno || right == want.blkno) : (left | right) != 0) return node_fault::siblings;
     const std::uint32_t cnt = h->count.get();
     // Nodes are never empty: an empty tree has no root block at all.
     if (cnt == 0 || cnt > lay.max_entries(leaf)) return node_fault::count;
