@@ -1,0 +1,139 @@
+// The concrete policies: memory storage and the null journal.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+using namespace jt;
+
+namespace {
+
+// An allocator that fails after a number of allocations, counting live bytes.
+struct limited_allocator {
+    long* left;
+    std::int64_t* live;
+    void* allocate(std::size_t n, std::size_t align) noexcept {
+        if (*left == 0) return nullptr;
+        --*left;
+        *live += static_cast<std::int64_t>(n);
+        return heap_allocator{}.allocate(n, align);
+    }
+    void deallocate(void* p, std::size_t n, std::size_t align) noexcept {
+        *live -= static_cast<std::int64_t>(n);
+        heap_allocator{}.deallocate(p, n, align);
+    }
+};
+
+} // namespace
+
+TEST_CASE("memory storage: allocate, read, free, reuse, poison") {
+    memory_storage<> s({1024});
+    REQUIRE(s.read(0).error() == errc::io); // block 0 is never a block
+    REQUIRE(s.read(1).error() == errc::io); // not allocated yet
+    auto a = s.allocate();
+    auto b = s.allocate();
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(a->blkno() != 0);
+    REQUIRE(a->blkno() != b->blkno());
+    for (std::uint32_t i = 0; i < 1024; ++i) REQUIRE(a->data()[i] == 0); // zero-filled
+    a->data()[5] = 7;
+    REQUIRE(s.read(a->blkno())->data()[5] == 7);
+    REQUIRE(s.blocks_in_use() == 2);
+    const std::uint64_t freed = a->blkno();
+    REQUIRE(s.free(freed) == errc::ok);
+    REQUIRE(s.blocks_in_use() == 1);
+    REQUIRE(s.raw_block(freed)[100] == memory_storage<>::poison);
+    auto c = s.allocate(); // reuses the freed block, zeroed again
+    REQUIRE(c);
+    REQUIRE(c->blkno() == freed);
+    REQUIRE(c->data()[5] == 0);
+    REQUIRE(s.free(0) == errc::invalid);
+    REQUIRE(s.free(999) == errc::invalid);
+    REQUIRE(reinterpret_cast<std::uintptr_t>(c->data()) % 64 == 0);
+}
+
+TEST_CASE("memory storage: limits and allocator failure") {
+    memory_storage<> capped({512, false, 0, 3});
+    for (int i = 0; i < 3; ++i) REQUIRE(capped.allocate());
+    REQUIRE(capped.allocate().error() == errc::no_space);
+
+    memory_storage<> bad({1000});
+    REQUIRE(bad.allocate().error() == errc::invalid); // not a power of two
+
+    long left = 5;
+    std::int64_t live = 0;
+    {
+        memory_storage<limited_allocator> s({512}, limited_allocator{&left, &live});
+        int got = 0;
+        for (;;) {
+            auto r = s.allocate();
+            if (!r) {
+                REQUIRE(r.error() == errc::no_memory);
+                break;
+            }
+            ++got;
+        }
+        REQUIRE(got == 4); // one allocation went to the block table
+        // A tree on top sees the failure as an error, not a crash.
+        null_journal<memory_storage<limited_allocator>> j(s);
+        left = 0;
+        auto t = btree<u64_map_traits, memory_storage<limited_allocator>, null_journal<memory_storage<limited_allocator>>>::create(
+            s, j, 1);
+        REQUIRE(t);
+        auto h = j.start(10);
+        REQUIRE(t->insert(*h, 1, 1) == errc::no_memory);
+        REQUIRE(t->empty());
+        REQUIRE(t->verify().clean());
+    }
+    REQUIRE(live == 0); // everything given back
+}
+
+TEST_CASE("null journal: credit books and handle state") {
+    memory_storage<> s({512});
+    null_journal<memory_storage<>> j(s);
+    REQUIRE(j.start(0).error() == errc::invalid);
+    auto h = j.start(2);
+    REQUIRE(h);
+    auto b = s.allocate();
+    REQUIRE(b);
+    REQUIRE(j.credits_left(*h) == 2);
+    REQUIRE(j.get_write_access(*h, *b) == errc::ok);
+    REQUIRE(j.get_create_access(*h, *b) == errc::ok);
+    REQUIRE(j.credits_left(*h) == 0);
+    REQUIRE(j.get_write_access(*h, *b) == errc::no_credits);
+    REQUIRE(h->used == 3);
+    REQUIRE(j.dirty_metadata(*h, *b) == errc::ok);
+    REQUIRE(j.stop(*h) == errc::ok);
+    REQUIRE(j.stop(*h) == errc::invalid); // stopped twice
+    REQUIRE(j.dirty_metadata(*h, *b) == errc::invalid);
+    auto h2 = j.start(unlimited_credits);
+    REQUIRE(j.transaction_id(*h2) > j.transaction_id(*h));
+    for (int i = 0; i < 1000; ++i) REQUIRE(j.get_write_access(*h2, *b) == errc::ok);
+    REQUIRE(j.credits_left(*h2) == unlimited_credits);
+}
+
+TEST_CASE("every node written carries the id of the transaction that wrote it") {
+    memory_storage<> s({512});
+    null_journal<memory_storage<>> j(s);
+    auto t = btree<u64_map_traits, memory_storage<>, null_journal<memory_storage<>>>::create(s, j, 1);
+    REQUIRE(t);
+    auto h1 = j.start(unlimited_credits);
+    for (std::uint64_t k = 0; k < 100; ++k) REQUIRE(t->insert(*h1, k, k) == errc::ok);
+    REQUIRE(j.stop(*h1) == errc::ok);
+    auto h2 = j.start(unlimited_credits);
+    REQUIRE(t->insert(*h2, 1000, 1) == errc::ok); // appends to the last leaf
+    auto c = t->last();
+    REQUIRE(c);
+    // The last leaf was written by h2; the first by h1.
+    std::uint64_t last_leaf = 0, first_leaf = 0;
+    for (std::uint64_t b = 1; s.raw_block(b); ++b) {
+        const node_header* hd = header_of(s.raw_block(b));
+        if (hd->magic.get() != u64_map_traits::magic || hd->level.get() != 0) continue;
+        if (hd->right.get() == 0) last_leaf = b;
+        if (hd->left.get() == 0) first_leaf = b;
+    }
+    REQUIRE(last_leaf);
+    REQUIRE(first_leaf);
+    REQUIRE(first_leaf != last_leaf);
+    REQUIRE(header_of(s.raw_block(last_leaf))->txid.get() == j.transaction_id(*h2));
+    REQUIRE(header_of(s.raw_block(first_leaf))->txid.get() == j.transaction_id(*h1));
+}
