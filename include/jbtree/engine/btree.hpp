@@ -462,6 +462,25 @@ private:
         return changed;
     }
 
+    // refresh_entry for one child; `changed` accumulates.
+    [[nodiscard]] errc refresh_into(op_context& ctx, buffer& parent, std::uint32_t i, buffer& child, bool child_leaf,
+                                    bool& changed) noexcept {
+        auto r = refresh_entry(ctx, parent, i, child.data(), child_leaf);
+        if (!r) return r.error();
+        changed = changed || *r;
+        return errc::ok;
+    }
+    // Above the highest level an operation restructured, only separator keys
+    // and high keys can change: carry them up the path while they do.
+    [[nodiscard]] errc carry_up(op_context& ctx, path_t& p, unsigned top, unsigned h0, bool changed) noexcept {
+        for (unsigned m = top + 1; changed && m + 1 < h0; ++m) {
+            auto r = refresh_entry(ctx, p.lv[m + 1].buf, p.lv[m + 1].index, p.lv[m].buf.data(), false);
+            if (!r) return r.error();
+            changed = *r;
+        }
+        return errc::ok;
+    }
+
     // Encoded internal entry describing a node.
     struct internal_entry {
         unsigned char key[key_size];

@@ -184,11 +184,8 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
         buffer& parent = p.lv[l + 1].buf;
         const std::uint32_t ci = p.lv[l + 1].index;
         changed = false;
-        auto refresh = [&](std::uint32_t i, buffer& child) noexcept -> errc {
-            auto r = refresh_entry(ctx, parent, i, child.data(), leaf);
-            if (!r) return r.error();
-            changed = changed || *r;
-            return errc::ok;
+        auto refresh = [&](std::uint32_t i, buffer& child) noexcept {
+            return refresh_into(ctx, parent, i, child, leaf, changed);
         };
         switch (pl.how) {
         case fixup::drop: break;
@@ -205,11 +202,7 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
         default: JBTREE_TRY(refresh(ci, nb)); break;
         }
     }
-    for (unsigned m = top + 1; changed && m + 1 < h0; ++m) {
-        auto r = refresh_entry(ctx, p.lv[m + 1].buf, p.lv[m + 1].index, p.lv[m].buf.data(), false);
-        if (!r) return r.error();
-        changed = *r;
-    }
+    JBTREE_TRY(carry_up(ctx, p, top, h0, changed));
     --an_.records;
     ++gen_;
     return ctx.finish();
