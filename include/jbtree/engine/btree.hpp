@@ -280,7 +280,10 @@ private:
         const unsigned char* payloads = stride ? lay_.payload(n, leaf, 0) : nullptr;
         const std::uint32_t pstride = layout_type::payload_field_for(leaf);
         std::uint32_t base = 0;
-        while (len > 1) {
+        // Halve down to a window of at most linear_window keys, then count the
+        // window: its compares do not depend on each other.
+        constexpr std::uint32_t linear_window = 8;
+        while (len > linear_window) {
             const std::uint32_t half = len / 2;
             if (stride) {
                 __builtin_prefetch(keys + (base + half / 2) * stride);
@@ -292,7 +295,9 @@ private:
             base = before(base + half - 1) ? base + half : base;
             len -= half;
         }
-        return base + (before(base) ? 1u : 0u);
+        std::uint32_t ahead = 0;
+        for (std::uint32_t i = 0; i < len; ++i) ahead += before(base + i) ? 1u : 0u;
+        return base + ahead;
     }
     [[nodiscard]] std::uint32_t leaf_lower_bound(const unsigned char* n, const key_type& k) const noexcept {
         return search(n, true, k, false);
@@ -379,12 +384,15 @@ private:
     // blocks the operation released.
     struct op_context {
         static constexpr unsigned max_blocks = 3 * max_height + 4;
+        op_context(btree* tree, handle* hd) noexcept : t(tree), h(hd) {}
         btree* t;
         handle* h;
-        buffer* touched[max_blocks] = {};
         unsigned ntouched = 0;
-        std::uint64_t freed[max_height + 1] = {};
         unsigned nfreed = 0;
+        // Only [0, ntouched) and [0, nfreed) are ever read: left uninitialised
+        // so that starting an operation does not clear them.
+        buffer* touched[max_blocks];
+        std::uint64_t freed[max_height + 1];
 
         // Call before changing b.
         [[nodiscard]] errc touch(buffer& b, bool created = false) noexcept {
@@ -499,12 +507,14 @@ private:
 
     // How one level absorbs a new entry (see plan_level).
     struct level_plan {
-        shape how = shape::fits;
-        std::uint32_t pos = 0; // where the new entry goes among the node's entries
-        std::uint32_t cut = 0; // entries [0, cut) of the virtual sequence go left
+        // Fields are set by plan_insert for each level it plans (no default
+        // initialisers: an array of these is made per operation).
+        shape how;
+        std::uint32_t pos; // where the new entry goes among the node's entries
+        std::uint32_t cut; // entries [0, cut) of the virtual sequence go left
         buffer sib;            // left/right sibling, or the new right node of a split
         buffer far;            // leaf split: the old right neighbour (left link changes)
-        bool has_far = false;
+        bool has_far;
     };
 
     // The "virtual sequence" of a level is the node's entries with the new
@@ -579,12 +589,13 @@ private:
     // ---- erase ------------------------------------------------------------------
     enum class fixup : std::uint8_t { none, merge_left, merge_right, borrow_left, borrow_right, drop, collapse, empty };
     struct erase_plan {
-        fixup how = fixup::none;
-        std::uint32_t pos = 0;   // entry removed from this level's node
-        std::uint32_t moved = 0; // borrow: entries moved from the sibling
+        // Set by erase()'s plan for each level it plans (no default initialisers).
+        fixup how;
+        std::uint32_t pos;   // entry removed from this level's node
+        std::uint32_t moved; // borrow: entries moved from the sibling
         buffer sib;  // the sibling merged or borrowed from; drop: the left neighbour leaf
         buffer far;  // a neighbour leaf whose link changes
-        bool has_sib = false, has_far = false;
+        bool has_sib, has_far;
     };
     [[nodiscard]] std::uint32_t min_units(bool leaf) const noexcept { return lay_.capacity(leaf) / 2; }
 

@@ -44,6 +44,8 @@ template <class Allocator = heap_allocator>
 class memory_storage {
 public:
     // A pinned block: memory blocks never move, so the pin is just a pointer.
+    // Trivially default-constructible (arrays of buffers cost nothing to
+    // make); buffer{} is the empty buffer.
     class buffer {
     public:
         buffer() noexcept = default;
@@ -53,8 +55,8 @@ public:
         [[nodiscard]] std::uint64_t blkno() const noexcept { return blkno_; }
 
     private:
-        unsigned char* p_ = nullptr;
-        std::uint64_t blkno_ = 0;
+        unsigned char* p_;
+        std::uint64_t blkno_;
     };
 
     // Fill byte of freed blocks: makes use of a freed node fail validation.

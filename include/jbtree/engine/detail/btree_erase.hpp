@@ -33,6 +33,9 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
     std::uint32_t pos = p.lv[0].index;
     for (unsigned l = 0;; ++l) {
         erase_plan& pl = plan[l];
+        pl.how = fixup::none;
+        pl.moved = 0;
+        pl.has_sib = pl.has_far = false;
         const bool leaf = l == 0;
         const unsigned char* n = p.lv[l].buf.data();
         pl.pos = pos;

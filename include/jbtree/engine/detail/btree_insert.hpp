@@ -31,6 +31,8 @@ errc JBTREE_BTREE::plan_insert(path_t& p, level_plan* plan, unsigned& top, std::
     };
     for (unsigned l = 0; l < h; ++l) {
         level_plan& pl = plan[l];
+        pl.has_far = false;
+        pl.cut = 0;
         const bool leaf = l == 0;
         const bool replace = leaf && removed_units != 0;
         const unsigned char* n = p.lv[l].buf.data();
