@@ -142,12 +142,11 @@ struct format {
     return crc32c_raw(c, zero, 4);
 }
 
-// Commit block: crc32c_raw(seed, block) with type, size and h_chksum[0] zeroed.
+// Commit block: crc32c_raw(seed, whole block with h_chksum[0] zeroed). A
+// writer sets h_chksum_type and h_chksum_size to 0 before computing it.
 [[nodiscard]] inline std::uint32_t commit_checksum(const format& f, const unsigned char* block) noexcept {
     static constexpr unsigned char zero[4] = {0, 0, 0, 0};
-    std::uint32_t c = crc32c_raw(f.csum_seed, block, commit_chksum_type_offset);
-    c = crc32c_raw(c, zero, 2); // h_chksum_type, h_chksum_size
-    c = crc32c_raw(c, block + 0x0E, 2);
+    std::uint32_t c = crc32c_raw(f.csum_seed, block, commit_chksum_offset);
     c = crc32c_raw(c, zero, 4); // h_chksum[0]
     return crc32c_raw(c, block + commit_chksum_offset + 4, f.block_size - commit_chksum_offset - 4);
 }

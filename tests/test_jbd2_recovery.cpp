@@ -1,0 +1,196 @@
+// jbd2 recovery: jbtree replays the journals of ../shared/corpus/jbd2/ and
+// must produce the same image as `e2fsck -E journal_only -y` (every block
+// identical except s_wtime and the checksum of the ext4 superblock), and
+// refuse what e2fsck refuses or repairs, changing nothing.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+#include <jbtree/journal/jbd2_recovery.hpp>
+
+#include <ext2fs/ext2fs.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace jt;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path corpus = fs::path(JBTREE_SOURCE_ROOT) / ".." / "shared" / "corpus" / "jbd2";
+
+std::vector<unsigned char> slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+int run(const std::string& cmd) {
+    const int st = std::system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The journal of an ext4 image file: journal blocks mapped through the
+// journal inode with libext2fs, I/O with pread/pwrite.
+struct image_journal {
+    int fd = -1;
+    std::uint32_t bs = 0;
+    std::uint64_t fs_blocks = 0;
+    std::vector<std::uint64_t> map;
+
+    std::uint32_t block_size() const noexcept { return bs; }
+    std::uint32_t journal_blocks() const noexcept { return static_cast<std::uint32_t>(map.size()); }
+    errc read_log(std::uint32_t j, unsigned char* out) noexcept {
+        if (j >= map.size() || map[j] == 0) return errc::io;
+        return pread(fd, out, bs, static_cast<off_t>(map[j] * bs)) == static_cast<ssize_t>(bs) ? errc::ok : errc::io;
+    }
+    errc write_log(std::uint32_t j, const unsigned char* in) noexcept {
+        if (j >= map.size() || map[j] == 0) return errc::io;
+        return pwrite(fd, in, bs, static_cast<off_t>(map[j] * bs)) == static_cast<ssize_t>(bs) ? errc::ok : errc::io;
+    }
+    errc write_home(std::uint64_t b, const unsigned char* in) noexcept {
+        if (b >= fs_blocks) return errc::range;
+        return pwrite(fd, in, bs, static_cast<off_t>(b * bs)) == static_cast<ssize_t>(bs) ? errc::ok : errc::io;
+    }
+    errc flush() noexcept { return fsync(fd) == 0 ? errc::ok : errc::io; }
+};
+
+bool open_journal(const std::string& img, image_journal& j) {
+    ext2_filsys efs = nullptr;
+    if (ext2fs_open2(img.c_str(), nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &efs)) return false;
+    bool ok = false;
+    const ext2_ino_t ino = efs->super->s_journal_inum;
+    ext2_inode inode{};
+    if (ino && !ext2fs_read_inode(efs, ino, &inode)) {
+        j.bs = efs->blocksize;
+        j.fs_blocks = ext2fs_blocks_count(efs->super);
+        const std::uint64_t n = EXT2_I_SIZE(&inode) / j.bs;
+        j.map.assign(n, 0);
+        ok = true;
+        for (std::uint64_t l = 0; l < n && ok; ++l) {
+            blk64_t p = 0;
+            ok = ext2fs_bmap2(efs, ino, &inode, nullptr, 0, l, nullptr, &p) == 0;
+            j.map[l] = p;
+        }
+    }
+    ext2fs_close_free(&efs);
+    if (!ok) return false;
+    j.fd = open(img.c_str(), O_RDWR);
+    return j.fd >= 0;
+}
+
+// What e2fsck does to the ext4 superblock after replay: clear
+// needs_recovery; a failed replay clears "valid"; a corrupt transaction is
+// recorded as an error (and the journal's s_errno is cleared again).
+void finish_ext4_superblock(image_journal& j, const jbd2::recovery_info& info, errc result) {
+    unsigned char sb[1024];
+    REQUIRE(pread(j.fd, sb, sizeof sb, 1024) == 1024);
+    store_le<std::uint32_t>(sb + 0x60, load_le<std::uint32_t>(sb + 0x60) & ~0x4u); // RECOVER
+    std::uint16_t state = load_le<std::uint16_t>(sb + 0x3A);
+    if (result != errc::ok) state &= static_cast<std::uint16_t>(~1u); // EXT2_VALID_FS
+    if (info.failed_commit) {
+        state |= 2; // EXT2_ERROR_FS
+        std::vector<unsigned char> blk(j.bs);
+        REQUIRE(j.read_log(0, blk.data()) == errc::ok);
+        auto* jsb = reinterpret_cast<jbd2::superblock*>(blk.data());
+        jsb->s_errno.set(0);
+        if (jsb->s_feature_incompat.get() & (jbd2::incompat_csum_v2 | jbd2::incompat_csum_v3))
+            jsb->s_checksum.set(jbd2::superblock_checksum(blk.data()));
+        REQUIRE(j.write_log(0, blk.data()) == errc::ok);
+    }
+    store_le<std::uint16_t>(sb + 0x3A, state);
+    if (load_le<std::uint32_t>(sb + 0x64) & 0x400) // metadata_csum
+        store_le<std::uint32_t>(sb + 0x3FC, crc32c_raw(~0u, sb, 0x3FC));
+    REQUIRE(pwrite(j.fd, sb, sizeof sb, 1024) == 1024);
+}
+
+} // namespace
+
+TEST_CASE("corpus: jbtree replays jbd2 journals exactly as e2fsck -E journal_only") {
+    if (!fs::exists(corpus)) {
+        MESSAGE("SKIP: corpus not found at " << corpus);
+        return;
+    }
+    if (run("e2fsck -V >/dev/null 2>&1") != 0) {
+        MESSAGE("SKIP: e2fsck not installed");
+        return;
+    }
+    char tmpl[] = "/tmp/jbtree-jbd2-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    const fs::path tmp = tmpl;
+    int checked = 0, refused = 0;
+    for (const auto& entry : fs::directory_iterator(corpus)) {
+        const std::string name = entry.path().filename().string();
+        if (name.size() < 7 || name.substr(name.size() - 7) != ".img.gz") continue;
+        CAPTURE(name);
+        const fs::path theirs = tmp / (name + ".e2fsck"), ours = tmp / (name + ".jbtree"), orig = tmp / (name + ".orig");
+        REQUIRE(run("gzip -dc '" + entry.path().string() + "' > '" + orig.string() + "'") == 0);
+        fs::copy_file(orig, theirs);
+        fs::copy_file(orig, ours);
+        const int rc = run("e2fsck -E journal_only -y '" + theirs.string() + "' >/dev/null 2>&1");
+
+        image_journal j;
+        REQUIRE(open_journal(ours.string(), j));
+        std::vector<unsigned char> a(j.bs), b(j.bs);
+        std::vector<jbd2::revoke_entry> slots(4096);
+        jbd2::recovery_info info;
+        const errc e = jbd2::recover(j, {a.data(), b.data(), slots.data(), slots.size()}, info);
+        MESSAGE(name << ": e2fsck exit " << rc << "; jbtree: " << std::string(jbtree::describe(e))
+                     << (info.refused != jbd2::sb_problem::none ? std::string(" (") + jbd2::describe(info.refused) + ")"
+                                                                : std::string())
+                     << ", " << info.transactions << " transactions, " << info.replayed << " blocks replayed, "
+                     << info.revoke_hits << " revoked, " << info.bad_blocks << " bad");
+        if (info.refused != jbd2::sb_problem::none) {
+            // e2fsck did not replay this journal (it discarded and rebuilt it,
+            // or refused): jbtree refuses and writes nothing.
+            close(j.fd);
+            REQUIRE(slurp(ours) == slurp(orig));
+            ++refused;
+            continue;
+        }
+        REQUIRE((rc == 0 || rc == 1));
+        finish_ext4_superblock(j, info, e);
+        close(j.fd);
+        auto x = slurp(theirs), y = slurp(ours);
+        REQUIRE(x.size() == y.size());
+        // Fields e2fsck stamps from its own run may differ: s_wtime (the
+        // time), s_kbytes_written (its I/O statistics, which depend on what
+        // its block cache had flushed when it read them) and the superblock
+        // checksum that covers both. Nothing else may.
+        std::vector<std::size_t> stamped = {0x30, 0x31, 0x32, 0x33, 0x3FC, 0x3FD, 0x3FE, 0x3FF};
+        for (std::size_t i = 0; i < 8; ++i) stamped.push_back(0x178 + i);
+        for (std::size_t off : stamped) x[1024 + off] = y[1024 + off] = 0;
+        std::size_t first_diff = 0;
+        while (first_diff < x.size() && x[first_diff] == y[first_diff]) ++first_diff;
+        CAPTURE(first_diff);
+        REQUIRE(first_diff == x.size());
+        ++checked;
+    }
+    fs::remove_all(tmp);
+    MESSAGE("journals replayed identically: " << checked << ", refused: " << refused);
+    CHECK(checked >= 6);
+}
+
+TEST_CASE("revoke table: newest tid wins, revokes cancel same and earlier transactions") {
+    std::vector<jbd2::revoke_entry> slots(16);
+    jbd2::revoke_table t(slots.data(), slots.size());
+    REQUIRE(t.set(100, 5) == errc::ok);
+    REQUIRE(t.set(100, 3) == errc::ok); // older: ignored
+    REQUIRE(t.revoked(100, 5));
+    REQUIRE(t.revoked(100, 4));
+    REQUIRE(!t.revoked(100, 6)); // logged after the revoke: replayed
+    REQUIRE(!t.revoked(101, 1));
+    REQUIRE(t.set(200, 0xFFFFFFF0u) == errc::ok);
+    REQUIRE(t.set(200, 2) == errc::ok); // tid wrapped around: 2 is newer than 0xFFFFFFF0
+    REQUIRE(t.revoked(200, 1));
+    REQUIRE(t.revoked(200, 0xFFFFFFFFu));
+    REQUIRE(!t.revoked(200, 3));
+    for (std::uint64_t b = 0; b < 12; ++b) REQUIRE(t.set(1000 + b, 1) == errc::ok);
+    REQUIRE(t.set(5000, 1) == errc::no_memory); // full (7/8 load): refused, not overrun
+}
