@@ -14,7 +14,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
+#include <algorithm>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,8 +27,11 @@ namespace {
 const fs::path corpus = fs::path(JBTREE_SOURCE_ROOT) / ".." / "shared" / "corpus" / "jbd2";
 
 std::vector<unsigned char> slurp(const fs::path& p) {
+    std::vector<unsigned char> out(fs::file_size(p));
     std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
+    in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+    REQUIRE(in.gcount() == static_cast<std::streamsize>(out.size()));
+    return out;
 }
 
 int run(const std::string& cmd) {
@@ -166,8 +169,8 @@ TEST_CASE("corpus: jbtree replays jbd2 journals exactly as e2fsck -E journal_onl
         std::vector<std::size_t> stamped = {0x30, 0x31, 0x32, 0x33, 0x3FC, 0x3FD, 0x3FE, 0x3FF};
         for (std::size_t i = 0; i < 8; ++i) stamped.push_back(0x178 + i);
         for (std::size_t off : stamped) x[1024 + off] = y[1024 + off] = 0;
-        std::size_t first_diff = 0;
-        while (first_diff < x.size() && x[first_diff] == y[first_diff]) ++first_diff;
+        const std::size_t first_diff =
+            static_cast<std::size_t>(std::mismatch(x.begin(), x.end(), y.begin()).first - x.begin());
         CAPTURE(first_diff);
         REQUIRE(first_diff == x.size());
         ++checked;
