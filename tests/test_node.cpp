@@ -217,6 +217,54 @@ TEST_CASE("misdirected, cross-linked and freed blocks are refused") {
     REQUIRE(check_node(t->layout(), s.raw_block(fb), {fb, 2, t->height() - 1u, true, 5}) == node_fault::magic);
 }
 
+TEST_CASE("checksums off: sibling links closed into a ring are refused, not walked forever") {
+    using T = u64_map_traits;
+    S s({512, false, 6});
+    J j(s);
+    auto t = tree_t<T>::create(s, j, 2);
+    REQUIRE(t);
+    auto h = j.start(unlimited_credits);
+    for (std::uint64_t k = 0; k < 300; ++k) REQUIRE(t->insert(*h, k, k) == errc::ok);
+    std::uint64_t first = 0, last = 0;
+    for (const std::uint64_t b : node_blocks<T>(s)) {
+        const node_header* nh = header_of(s.raw_block(b));
+        if (nh->level.get() != 0) continue;
+        if (nh->left.get() == 0) first = b;
+        if (nh->right.get() == 0) last = b;
+    }
+    REQUIRE(first);
+    REQUIRE(last);
+    REQUIRE(first != last);
+    // The links agree with each other, so only key order can tell.
+    header_of(s.raw_block(last))->right.set(first);
+    header_of(s.raw_block(first))->left.set(last);
+
+    auto c = t->first();
+    REQUIRE(c);
+    errc e = errc::ok;
+    std::uint64_t steps = 0;
+    while (!c->at_end() && e == errc::ok && steps < 1000) {
+        e = c->next();
+        ++steps;
+    }
+    REQUIRE(e == errc::corrupted);
+    REQUIRE(steps == 300); // every record once, then the bad link
+    auto b = t->last();
+    REQUIRE(b);
+    e = errc::ok;
+    steps = 0;
+    while (!b->at_end() && e == errc::ok && steps < 1000) {
+        e = b->prev();
+        ++steps;
+    }
+    REQUIRE(e == errc::corrupted);
+    REQUIRE(steps == 300);
+    std::uint64_t seen = 0;
+    REQUIRE(t->for_each([&](const std::uint64_t&, const std::uint64_t&) { return ++seen < 1000; }) == errc::corrupted);
+    REQUIRE(seen == 300);
+    REQUIRE(t->verify().problem_count >= 1);
+}
+
 TEST_CASE("a node dumped from a tree matches the documented byte layout") {
     using T = u64_map_traits;
     S s({512, true, 0x12345678u});

@@ -55,9 +55,14 @@ public:
         if (!left) return go_end();
         auto r = t_->read_node(left, 0);
         if (!r) return r.error();
-        if (header_of(r->data())->right.get() != leaf_.blkno()) return errc::corrupted;
+        // Links must agree and keys keep decreasing, so a damaged link
+        // cannot make a backward walk loop.
+        const std::uint32_t lcnt = layout_type::count(r->data());
+        if (header_of(r->data())->right.get() != leaf_.blkno() ||
+            Traits::compare(t_->key_at(r->data(), true, lcnt - 1), t_->key_at(leaf_.data(), true, 0)) >= 0)
+            return errc::corrupted;
         leaf_ = rvalue(*r);
-        return land(layout_type::count(leaf_.data()) - 1);
+        return land(lcnt - 1);
     }
 
 private:
@@ -85,7 +90,12 @@ private:
             if (!right) return go_end();
             auto r = t_->read_node(right, 0);
             if (!r) return r.error();
-            if (header_of(r->data())->left.get() != leaf_.blkno()) return errc::corrupted;
+            // Links must agree and keys keep increasing (validated leaves
+            // are never empty), so a damaged link cannot make a walk loop.
+            const std::uint32_t cnt = layout_type::count(leaf_.data());
+            if (header_of(r->data())->left.get() != leaf_.blkno() ||
+                Traits::compare(t_->key_at(r->data(), true, 0), t_->key_at(leaf_.data(), true, cnt - 1)) <= 0)
+                return errc::corrupted;
             leaf_ = rvalue(*r);
             i = 0;
         }
