@@ -20,6 +20,7 @@ enum class [[nodiscard]] errc : int {
     not_found = -2,        // ENOENT: no such key
     io = -5,               // EIO: the storage failed to read or write
     no_memory = -12,       // ENOMEM: an allocation the caller allowed failed
+    busy = -16,            // EBUSY: the journal cannot commit while handles are open
     exists = -17,          // EEXIST: unique insert of a key that is present
     invalid = -22,         // EINVAL: bad argument (unsorted bulk input, bad size)
     no_space = -28,        // ENOSPC: the storage has no free block
@@ -39,6 +40,7 @@ enum class [[nodiscard]] errc : int {
     case errc::not_found: return "not found";
     case errc::io: return "I/O error";
     case errc::no_memory: return "out of memory";
+    case errc::busy: return "busy (journal handles open)";
     case errc::exists: return "key exists";
     case errc::invalid: return "invalid argument";
     case errc::no_space: return "no free block";
