@@ -263,6 +263,27 @@ TEST_CASE("checksums off: sibling links closed into a ring are refused, not walk
     REQUIRE(t->for_each([&](const std::uint64_t&, const std::uint64_t&) { return ++seen < 1000; }) == errc::corrupted);
     REQUIRE(seen == 300);
     REQUIRE(t->verify().problem_count >= 1);
+
+    // Now also unsort the first leaf: its first key becomes the largest of
+    // all, so the hop from the last leaf back to it passes the sibling key
+    // check, and only the per-step key order can stop the walk.
+    const std::uint32_t first_count = header_of(s.raw_block(first))->count.get();
+    REQUIRE(first_count > 1);
+    store_le<std::uint64_t>(s.raw_block(first) + sizeof(node_header), 1000); // key slot 0
+    auto c2 = t->first();
+    REQUIRE(c2);
+    REQUIRE(c2->key() == 1000);
+    e = errc::ok;
+    steps = 0;
+    while (!c2->at_end() && e == errc::ok && steps < 1000) {
+        e = c2->next();
+        ++steps;
+    }
+    REQUIRE(e == errc::corrupted);
+    REQUIRE(steps == 1);
+    seen = 0;
+    REQUIRE(t->for_each([&](const std::uint64_t&, const std::uint64_t&) { return ++seen < 1000; }) == errc::corrupted);
+    REQUIRE(seen == 1);
 }
 
 TEST_CASE("a node dumped from a tree matches the documented byte layout") {

@@ -36,7 +36,12 @@ public:
     [[nodiscard]] errc next() noexcept {
         if (end_ || !t_) return errc::ok;
         if (t_->gen_ != gen_) return seek(&key_, true); // first record > key
-        return step_right(idx_ + 1);
+        const key_type before = key_;
+        JBTREE_TRY(step_right(idx_ + 1));
+        // Keys only ever increase: a damaged node (unsorted keys, links
+        // closed into a ring) is reported instead of walked forever.
+        if (!end_ && Traits::compare(key_, before) <= 0) return errc::corrupted;
+        return errc::ok;
     }
     // Step to the previous record; from at_end() to the last record. Before
     // the first record the cursor goes to at_end().
@@ -50,7 +55,11 @@ public:
             if (end_) return seek_last_below(k);
             // Now on the first record >= k: the one before it is the answer.
         }
-        if (idx_ > 0) return land(idx_ - 1);
+        if (idx_ > 0) {
+            const key_type after = key_;
+            (void)land(idx_ - 1);
+            return Traits::compare(key_, after) < 0 ? errc::ok : errc::corrupted;
+        }
         const std::uint64_t left = header_of(leaf_.data())->left.get();
         if (!left) return go_end();
         auto r = t_->read_node(left, 0);
@@ -148,12 +157,19 @@ errc JBTREE_BTREE::walk(const key_type* lo, const key_type* hi, F& f) noexcept {
     if (!r) return r.error();
     buffer b = rvalue(*r);
     std::uint32_t i = lo ? leaf_lower_bound(b.data(), *lo) : 0;
+    key_type last{};
+    bool visited = false;
     for (;;) {
         const unsigned char* n = b.data();
         const std::uint32_t cnt = layout_type::count(n);
         for (; i < cnt; ++i) {
             const key_type k = key_at(n, true, i);
             if (hi && Traits::compare(k, *hi) > 0) return errc::ok;
+            // Keys only ever increase (a damaged node could otherwise make
+            // the walk go round for ever).
+            if (visited && Traits::compare(k, last) <= 0) return errc::corrupted;
+            last = k;
+            visited = true;
             value_type v{};
             JBTREE_TRY(decode_value_at(n, i, v));
             if (!f(static_cast<const key_type&>(k), static_cast<const value_type&>(v))) return errc::ok;
