@@ -5,6 +5,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
+#include "ext4_image.hpp"
+
 #include <jbtree/journal/jbd2_recovery.hpp>
 
 #include <ext2fs/ext2fs.h>
@@ -94,8 +96,10 @@ bool open_journal(const std::string& img, image_journal& j) {
 void finish_ext4_superblock(image_journal& j, const jbd2::recovery_info& info, errc result) {
     unsigned char sb[1024];
     REQUIRE(pread(j.fd, sb, sizeof sb, 1024) == 1024);
-    store_le<std::uint32_t>(sb + 0x60, load_le<std::uint32_t>(sb + 0x60) & ~0x4u); // RECOVER
-    std::uint16_t state = load_le<std::uint16_t>(sb + 0x3A);
+    using namespace ext4img;
+    store_le<std::uint32_t>(sb + ext4_sb_feature_incompat,
+                            load_le<std::uint32_t>(sb + ext4_sb_feature_incompat) & ~ext4_incompat_recover);
+    std::uint16_t state = load_le<std::uint16_t>(sb + ext4_sb_state);
     if (result != errc::ok) state &= static_cast<std::uint16_t>(~1u); // EXT2_VALID_FS
     if (info.failed_commit) {
         state |= 2; // EXT2_ERROR_FS
@@ -107,9 +111,8 @@ void finish_ext4_superblock(image_journal& j, const jbd2::recovery_info& info, e
             jsb->s_checksum.set(jbd2::superblock_checksum(blk.data()));
         REQUIRE(j.write_log(0, blk.data()) == errc::ok);
     }
-    store_le<std::uint16_t>(sb + 0x3A, state);
-    if (load_le<std::uint32_t>(sb + 0x64) & 0x400) // metadata_csum
-        store_le<std::uint32_t>(sb + 0x3FC, crc32c_raw(~0u, sb, 0x3FC));
+    store_le<std::uint16_t>(sb + ext4_sb_state, state);
+    ext4_sb_update_checksum(sb);
     REQUIRE(pwrite(j.fd, sb, sizeof sb, 1024) == 1024);
 }
 
