@@ -7,6 +7,7 @@
 //   read_image_info    libext2fs: block size and count, the journal inode as
 //                      extents in journal-logical order, the journal superblock,
 //                      the physical blocks of the victim file
+//   find_free_blocks   blocks the block bitmaps mark free (scratch blocks)
 //   set_needs_recovery the ext4 superblock's RECOVER flag, with its checksum
 //   run_e2fsck         e2fsck -fy / -fn with exit code and output
 //   loop_mount         mount -o loop into a temp dir, umount in the destructor;
@@ -483,6 +484,34 @@ inline bool read_image_info(const std::filesystem::path& img, image_info& out, s
     }
     out.journal_magic = jbtree::load_be<std::uint32_t>(blk.data());
     out.journal = parse_journal_sb(blk.data());
+    return true;
+}
+
+// `n` blocks that the image's block bitmaps mark free (so neither e2fsck nor
+// the kernel cares what they hold), the highest-numbered first. Scratch
+// blocks for writer tests beside the victim file's. False with `err` set when
+// the bitmaps cannot be read or fewer than n blocks are free.
+inline bool find_free_blocks(const std::filesystem::path& img, std::uint32_t n, std::vector<std::uint64_t>& out,
+                             std::string& err) {
+    out.clear();
+    ext2_filsys fs = nullptr;
+    if (errcode_t e = ext2fs_open2(img.c_str(), nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs)) {
+        err = "ext2fs_open2 failed: " + std::to_string(e);
+        return false;
+    }
+    if (errcode_t e = ext2fs_read_bitmaps(fs)) {
+        err = "ext2fs_read_bitmaps failed: " + std::to_string(e);
+        ext2fs_close_free(&fs);
+        return false;
+    }
+    const blk64_t first = fs->super->s_first_data_block;
+    for (blk64_t b = ext2fs_blocks_count(fs->super); b-- > first && out.size() < n;)
+        if (!ext2fs_test_block_bitmap2(fs->block_map, b)) out.push_back(b);
+    ext2fs_close_free(&fs);
+    if (out.size() < n) {
+        err = "only " + std::to_string(out.size()) + " free blocks";
+        return false;
+    }
     return true;
 }
 
