@@ -90,6 +90,29 @@ TEST_CASE("crc32c: slice-by-8 equals the bitwise reference at every length and a
     }
 }
 
+TEST_CASE("crc32c: the portable and the hardware implementations agree at every length and alignment") {
+    const auto data = random_bytes(4096 + 8, 0x5EED'C0DE);
+    const std::uint32_t seeds[] = {~0u, 0u, 0x9E3779B9u};
+    for (std::uint32_t seed : seeds)
+        for (std::size_t off = 0; off < 8; ++off)
+            for (std::size_t len = 0; len <= 4096; len += (len < 80 ? 1 : 509)) {
+                CAPTURE(seed);
+                CAPTURE(off);
+                CAPTURE(len);
+                const unsigned char* p = data.data() + off;
+                const std::uint32_t sw = detail::crc32c_raw_sw(seed, p, len);
+                REQUIRE(sw == reference_crc32c_raw(seed, p, len));
+                REQUIRE(crc32c_raw(seed, p, len) == sw); // whichever one the CPU selected
+#ifdef JBTREE_HAVE_HW_CRC32C
+                if (detail::cpu_has_sse42()) REQUIRE(detail::crc32c_raw_hw(seed, p, len) == sw);
+#endif
+            }
+#ifdef JBTREE_HAVE_HW_CRC32C
+    const std::string how = detail::cpu_has_sse42() ? "present, used" : "absent, slice-by-8 used";
+    MESSAGE("SSE4.2 crc32: " << how);
+#endif
+}
+
 TEST_CASE("crc32c: a large buffer equals the reference") {
     const auto data = random_bytes(65536 + 3, 7);
     CHECK(crc32c_raw(~0u, data.data(), data.size()) == reference_crc32c_raw(~0u, data.data(), data.size()));

@@ -452,3 +452,64 @@ TEST_CASE("volume: a damaged superblock is refused with the reason") {
     CHECK(v.open({}, &why) == errc::corrupted);
     CHECK(why == volume_problem::bad_geometry);
 }
+
+TEST_CASE("volume: a node's checksum is verified once per read from the device, and again after every re-read") {
+    static_assert(CheckedBlockBuffer<V::journal_type::buffer>);
+    crash_device d(bs, dev_blocks);
+    std::vector<unsigned char> scratch(bs);
+    volume_geometry g;
+    g.journal_blocks = 256;
+    REQUIRE(V::create(d, g, scratch.data()) == errc::ok);
+    std::uint64_t leaf = 0;
+    {
+        hosted::owned_memory m(volume_sizes());
+        V v(d, m.volume());
+        REQUIRE(v.open({}) == errc::ok);
+        auto t = tree_t::create(v.store(), v.journal(), 1);
+        REQUIRE(t);
+        auto h = v.start(t->insert_credits());
+        REQUIRE(h);
+        REQUIRE(t->insert(*h, 7, 70) == errc::ok);
+        REQUIRE(v.set_anchor(0, t->anchor()) == errc::ok);
+        REQUIRE(v.stop(*h) == errc::ok);
+        REQUIRE(v.close() == errc::ok); // checkpointed: the leaf is home
+        leaf = t->anchor().root;
+    }
+    hosted::owned_memory m(volume_sizes());
+    {
+        V v(d, m.volume());
+        REQUIRE(v.open({}) == errc::ok);
+        auto a = v.anchor(0);
+        REQUIRE(a);
+        REQUIRE(a->root == leaf);
+        {
+            auto b = v.store().read(leaf);
+            REQUIRE(b);
+            CHECK_FALSE(b->checked()); // just read from the device
+        }
+        auto t = tree_t::open(v.store(), v.journal(), *a);
+        REQUIRE(t);
+        auto f = t->find(7);
+        REQUIRE(f);
+        CHECK(*f == 70);
+        auto b = v.store().read(leaf);
+        REQUIRE(b);
+        CHECK(b->checked()); // the engine validated it; the cache remembers
+        REQUIRE(v.close() == errc::ok);
+    }
+    // Damage the leaf on the device: a new cache reads it and the checksum
+    // catches it, on the first access.
+    d.block(leaf)[bs - 1] ^= 0x01;
+    V v(d, m.volume());
+    REQUIRE(v.open({}) == errc::ok);
+    auto a = v.anchor(0);
+    REQUIRE(a);
+    auto t = tree_t::open(v.store(), v.journal(), *a);
+    if (t) { // open may already read the root
+        auto f = t->find(7);
+        REQUIRE_FALSE(f);
+        CHECK(f.error() == errc::bad_checksum);
+    } else {
+        CHECK(t.error() == errc::bad_checksum);
+    }
+}

@@ -236,11 +236,18 @@ private:
         return node_expectation{blkno, an_.tree_id, level, st_->checksums(), st_->checksum_seed()};
     }
     // Read and validate a node; any fault becomes an error.
+    // A buffer from a cache that remembers verification (CheckedBlockBuffer)
+    // has its checksum verified once per read from the device, not on every
+    // access; the structural checks run every time, since a cached block can
+    // still be reached through a wrong pointer of a damaged tree.
     [[nodiscard]] result<buffer> read_node(std::uint64_t blkno, unsigned level) noexcept {
         auto r = st_->read(blkno);
         if (!r) return r.error();
-        const node_fault f = check_node(lay_, r->data(), expect(blkno, level));
+        node_expectation want = expect(blkno, level);
+        if constexpr (CheckedBlockBuffer<buffer>) want.checksums = want.checksums && !r->checked();
+        const node_fault f = check_node(lay_, r->data(), want);
         if (f != node_fault::none) return to_errc(f);
+        if constexpr (CheckedBlockBuffer<buffer>) r->set_checked();
         return rvalue(r);
     }
 

@@ -119,6 +119,7 @@ class journal {
         f_cp_dirty = 8,   // committed, not yet home
         f_forgotten = 16, // freed: contents never go home
         f_revoked = 32,   // revoked by transaction revoked_in
+        f_checked = 64,   // the client verified the contents since they were read
     };
 
 public:
@@ -143,6 +144,12 @@ public:
         [[nodiscard]] unsigned char* data() noexcept { return j_ ? j_->slot_data(slot_) : nullptr; }
         [[nodiscard]] const unsigned char* data() const noexcept { return j_ ? j_->slot_data(slot_) : nullptr; }
         [[nodiscard]] std::uint64_t blkno() const noexcept { return j_ ? j_->mem_.slots[slot_].blkno : 0; }
+        // CheckedBlockBuffer: cleared whenever the slot is filled from the
+        // device or created; set by the engine after validating a node.
+        [[nodiscard]] bool checked() const noexcept { return j_ && (j_->mem_.slots[slot_].flags & f_checked); }
+        void set_checked() noexcept {
+            if (j_) j_->mem_.slots[slot_].flags = static_cast<std::uint16_t>(j_->mem_.slots[slot_].flags | f_checked);
+        }
         void reset() noexcept {
             if (j_) j_->unpin(slot_);
             j_ = nullptr;

@@ -36,6 +36,16 @@ concept BlockBuffer = std::default_initializable<B> && std::is_nothrow_move_cons
                           { cb.blkno() } noexcept -> std::same_as<std::uint64_t>;
                       };
 
+// Optional: a buffer of a cache that remembers that its contents were
+// verified since they were read from the device. checked() is false for a
+// block just read or created; set_checked() lasts until the block leaves the
+// cache. The engine then verifies a node's checksum once per device read.
+template <class B>
+concept CheckedBlockBuffer = BlockBuffer<B> && requires(B& b, const B& cb) {
+    { cb.checked() } noexcept -> std::same_as<bool>;
+    { b.set_checked() } noexcept;
+};
+
 template <class S>
 concept BlockStorage = requires(S& s, const S& cs, std::uint64_t blkno, typename S::buffer& b) {
     requires BlockBuffer<typename S::buffer>;
