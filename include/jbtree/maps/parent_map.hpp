@@ -9,7 +9,7 @@
 // the one engine, btree<parent_map_traits<NameHash>, Storage, Journal>: no
 // tree code here, only the record codec and the domain operations.
 //
-// Record (docs/maps-parent.md has the byte-level format):
+// Record (docs/format.md §6.3 has the byte-level format; docs/maps.md the operations):
 //   key   (24 bytes, fixed):  le64 child | le64 parent | le32 name_hash | le32 collision_index
 //   value (5..259 bytes):     le32 parent_gen | name (1..255 bytes, no '/' and no NUL)
 // Keys sort by (child, parent, hash, index), so the links of one inode are

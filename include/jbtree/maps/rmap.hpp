@@ -23,7 +23,7 @@
 // the change half made: the running transaction must then be aborted, as
 // ext4 aborts a handle when jbd2 fails.
 //
-// On-disk record and the design: docs/maps-rmap-refcount.md.
+// On-disk record: docs/format.md §6; operations and checks: docs/maps.md.
 #pragma once
 
 #include <cstddef>
