@@ -71,7 +71,7 @@ if CXX=clang++ jbtree_meson_setup build/fuzz -Dfuzz=enabled -Dtests=disabled -Db
         -Dbuildtype=debugoptimized &&
     meson compile -C build/fuzz; then
     mkdir -p build/fuzz/artifacts
-    for t in node ops recovery; do
+    for t in node ops recovery model; do
         exe=$root/build/fuzz/fuzz/fuzz-$t
         if [ ! -x "$exe" ]; then
             fail "fuzz-$t: not built"

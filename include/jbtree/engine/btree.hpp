@@ -223,8 +223,33 @@ public:
     // Reads every node. errc from the first unreadable or invalid node.
     [[nodiscard]] result<tree_stats> stats() noexcept;
 
+    // Calls f(std::uint64_t blkno, unsigned level) for every node, parents
+    // before children (depth first, in key order); f may return bool (false
+    // stops the walk) or void. Every node is validated as it is read; errc
+    // from the first unreadable or invalid one. For ownership checks: which
+    // blocks does this tree hold? Recursion depth is the tree's height.
+    template <class F>
+    [[nodiscard]] errc for_each_node(F&& f) noexcept {
+        if (an_.height == 0) return errc::ok;
+        bool stop = false;
+        return node_walk(an_.root, an_.height - 1u, f, stop);
+    }
+
 private:
     friend class cursor;
+
+    template <class F>
+    [[nodiscard]] errc node_walk(std::uint64_t blk, unsigned level, F& f, bool& stop) noexcept {
+        auto r = read_node(blk, level);
+        if (!r) return r.error();
+        if constexpr (std::is_void_v<decltype(f(blk, level))>) f(blk, level);
+        else stop = !static_cast<bool>(f(blk, level));
+        if (stop || level == 0) return errc::ok;
+        const unsigned char* n = r->data();
+        const std::uint32_t cnt = layout_type::count(n);
+        for (std::uint32_t i = 0; i < cnt && !stop; ++i) JBTREE_TRY(node_walk(child_at(n, i), level - 1, f, stop));
+        return errc::ok;
+    }
 
     btree(Storage& s, JournalT& j, const tree_anchor& a) noexcept
         : st_(&s), jr_(&j), lay_(s.block_size()), an_(a) {}
