@@ -351,3 +351,184 @@ TEST_CASE("model filesystem on a volume: a crash at every point recovers the las
     MESSAGE("crash states recovered and checked: " << states);
     CHECK(states >= 2 * (dev.events() - k0));
 }
+
+TEST_CASE("rebuild each map beside the live one by bulk load and switch it in one transaction") {
+    crash_device dev(vbs, vblocks);
+    {
+        std::vector<unsigned char> scratch(vbs);
+        volume_geometry g;
+        g.journal_blocks = 8192;
+        REQUIRE(volume<crash_device>::create(dev, g, scratch.data()) == errc::ok);
+    }
+    hosted::owned_memory mem(volume_sizes());
+    using V = volume<crash_device>;
+    using FS = model_fs<volume_backend>;
+    expected_maps want;
+    std::map<std::uint64_t, std::uint32_t> gens;
+    std::size_t counts[8] = {};
+    {
+        V v(dev, mem.volume());
+        REQUIRE(v.open({}) == errc::ok);
+        volume_backend be{&v};
+        FS fs(be);
+        std::mt19937_64 rng(99);
+        std::vector<std::uint64_t> dirs{root_ino};
+        for (int i = 0; i < 1500; ++i) random_op(fs, rng, dirs, counts);
+        REQUIRE(v.commit() == errc::ok);
+        want = fs.expected();
+        gens = fs.generations();
+        REQUIRE(!want.rmap.empty());
+        REQUIRE(!want.refcount.empty());
+        std::vector<unsigned char> seen((vblocks + 7) / 8);
+        const std::uint64_t nodes_before = check_ownership(v, seen.data(), seen.size(), fs.rm->tree(),
+                                                           fs.rc->tree(), fs.pm->tree()).nodes;
+
+        // rmap: from a "scan of the filesystem" (the model's records, in key order).
+        {
+            auto fresh = FS::rmap_t::create(v.store(), v.journal(), 11);
+            REQUIRE(fresh);
+            const std::uint64_t credits = fresh->tree().bulk_load_credits(want.rmap.size(), 90);
+            REQUIRE(credits > 0);
+            REQUIRE(credits <= v.max_handle_credits());
+            auto h = v.start(static_cast<std::uint32_t>(credits));
+            REQUIRE(h);
+            std::size_t i = 0;
+            REQUIRE(fresh->tree().bulk_load(*h, want.rmap.size(),
+                                            [&](rmap_key& k, rmap_value& val) {
+                                                k = want.rmap[i].key();
+                                                val = want.rmap[i].value();
+                                                ++i;
+                                                return true;
+                                            },
+                                            90) == errc::ok);
+            REQUIRE(fs.rm->tree().destroy(*h) == errc::ok);
+            REQUIRE(fs.rm->empty());
+            REQUIRE(v.set_anchor(0, fresh->anchor()) == errc::ok);
+            REQUIRE(v.stop(*h) == errc::ok);
+            fs.rm.emplace(std::move(*fresh));
+        }
+        // refcount: from the sweep of the (new) rmap.
+        {
+            auto fresh = FS::rc_t::create(v.store(), v.journal(), 12);
+            REQUIRE(fresh);
+            std::vector<std::uint64_t> ends(256);
+            const sweep_scratch sc{ends.data(), ends.size()};
+            auto src = fs.rm->extents();
+            auto n = FS::rc_t::rebuild_count(src, sc);
+            REQUIRE(n);
+            REQUIRE(*n == want.refcount.size());
+            auto h = v.start(static_cast<std::uint32_t>(fresh->rebuild_credits(*n)));
+            REQUIRE(h);
+            REQUIRE(fresh->rebuild_from_rmap(*h, src, sc, *n) == errc::ok);
+            REQUIRE(fs.rc->tree().destroy(*h) == errc::ok);
+            REQUIRE(v.set_anchor(1, fresh->anchor()) == errc::ok);
+            REQUIRE(v.stop(*h) == errc::ok);
+            fs.rc.emplace(std::move(*fresh));
+        }
+        // parent pointers: from the directory entries, keys computed as add() would.
+        {
+            auto fresh = FS::pm_t::create(v.store(), v.journal(), 13);
+            REQUIRE(fresh);
+            std::vector<std::pair<parent_key, const entry*>> keyed;
+            for (const entry& l : want.links) {
+                const std::string& nm = std::get<2>(l);
+                keyed.push_back({parent_key{std::get<0>(l), std::get<1>(l), FS::pm_t::name_hash(nr(nm)), 0}, &l});
+            }
+            std::sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
+                return parent_map_traits<>::compare(a.first, b.first) < 0;
+            });
+            for (std::size_t i = 1; i < keyed.size(); ++i) // collision indexes
+                if (keyed[i].first.child == keyed[i - 1].first.child && keyed[i].first.parent == keyed[i - 1].first.parent &&
+                    keyed[i].first.hash == keyed[i - 1].first.hash)
+                    keyed[i].first.index = keyed[i - 1].first.index + 1;
+            const std::uint64_t credits = fresh->tree().bulk_load_credits(keyed.size(), 90);
+            auto h = v.start(static_cast<std::uint32_t>(credits));
+            REQUIRE(h);
+            std::size_t i = 0;
+            REQUIRE(fresh->tree().bulk_load(*h, keyed.size(),
+                                            [&](parent_key& k, parent_record& r) {
+                                                k = keyed[i].first;
+                                                const std::string& nm = std::get<2>(*keyed[i].second);
+                                                r.parent_gen = gens.at(k.parent);
+                                                r.name_len = static_cast<std::uint16_t>(nm.size());
+                                                std::memcpy(r.name, nm.data(), nm.size());
+                                                ++i;
+                                                return true;
+                                            },
+                                            90) == errc::ok);
+            REQUIRE(fs.pm->tree().destroy(*h) == errc::ok);
+            REQUIRE(v.set_anchor(2, fresh->anchor()) == errc::ok);
+            REQUIRE(v.stop(*h) == errc::ok);
+            fs.pm.emplace(std::move(*fresh));
+        }
+        REQUIRE(v.commit() == errc::ok);
+        fs.check_all();
+        const auto own = check_ownership(v, seen.data(), seen.size(), fs.rm->tree(), fs.rc->tree(), fs.pm->tree());
+        REQUIRE(own.clean()); // the old trees' blocks all went back
+        MESSAGE("rebuilt and switched: rmap " << want.rmap.size() << ", refcount " << want.refcount.size()
+                                              << ", parent pointers " << want.links.size() << " records; nodes "
+                                              << nodes_before << " before, " << own.nodes << " after");
+        // The volume goes away without close(): recovery gives back the new maps.
+    }
+    V v(dev, mem.volume());
+    REQUIRE(v.open({}) == errc::ok);
+    auto a0 = v.anchor(0), a1 = v.anchor(1), a2 = v.anchor(2);
+    REQUIRE(a0);
+    REQUIRE(a1);
+    REQUIRE(a2);
+    CHECK(a0->tree_id == 11);
+    CHECK(a1->tree_id == 12);
+    CHECK(a2->tree_id == 13);
+    auto rm = FS::rmap_t::open(v.store(), v.journal(), *a0);
+    auto rc = FS::rc_t::open(v.store(), v.journal(), *a1);
+    auto pm = FS::pm_t::open(v.store(), v.journal(), *a2);
+    REQUIRE(rm);
+    REQUIRE(rc);
+    REQUIRE(pm);
+    check_maps(*rm, *rc, *pm, want, gens);
+    std::vector<unsigned char> seen((vblocks + 7) / 8);
+    CHECK(check_ownership(v, seen.data(), seen.size(), rm->tree(), rc->tree(), pm->tree()).clean());
+}
+
+TEST_CASE("destroy refuses a tree larger than the transaction can forget, and changes nothing") {
+    crash_device dev(vbs, vblocks);
+    {
+        std::vector<unsigned char> scratch(vbs);
+        volume_geometry g;
+        g.journal_blocks = 2048;
+        REQUIRE(volume<crash_device>::create(dev, g, scratch.data()) == errc::ok);
+    }
+    hosted::journal_sizes z = volume_sizes();
+    z.max_transaction_blocks = 128; // also the most blocks one transaction can forget
+    hosted::owned_memory mem(z);
+    volume<crash_device> v(dev, mem.volume());
+    REQUIRE(v.open({}) == errc::ok);
+    using T = btree<u64_map_traits, volume<crash_device>::storage, volume<crash_device>::journal_type>;
+    auto t = T::create(v.store(), v.journal(), 5);
+    REQUIRE(t);
+    const std::uint64_t n = 20000; // about 340 leaves of 1 KiB
+    auto h = v.start(static_cast<std::uint32_t>(std::min<std::uint64_t>(t->bulk_load_credits(n, 100), v.max_handle_credits())));
+    REQUIRE(h);
+    std::uint64_t k = 0;
+    const errc le = t->bulk_load(*h, n, [&](std::uint64_t& key, std::uint64_t& val) { key = val = k++; return true; }, 100);
+    REQUIRE(v.stop(*h) == errc::ok);
+    if (le != errc::ok) { // the load did not fit one transaction: build by inserts instead
+        for (std::uint64_t x = 0; x < n; ++x) {
+            auto hi = v.start(t->insert_credits());
+            REQUIRE(hi);
+            REQUIRE(t->insert(*hi, x, x) == errc::ok);
+            REQUIRE(v.stop(*hi) == errc::ok);
+        }
+    }
+    REQUIRE(v.commit() == errc::ok);
+    const auto before = t->anchor();
+    auto st = t->stats();
+    REQUIRE(st);
+    REQUIRE(st->nodes() > z.max_transaction_blocks);
+    auto hd = v.start(1);
+    REQUIRE(hd);
+    CHECK(t->destroy(*hd) == errc::no_credits);
+    REQUIRE(v.stop(*hd) == errc::ok);
+    CHECK(t->anchor() == before);
+    CHECK(t->verify().clean());
+}

@@ -1020,3 +1020,59 @@ TEST_CASE("a parent map on a jbd2 volume: commits, reopens, verifies") {
                        << st->leaf_fill_permille() / 10.0 << " %");
     REQUIRE(v.close() == errc::ok);
 }
+
+TEST_CASE("cross_check against directory entries: missing, stale generation and extra pointers are each named") {
+    S s({1024});
+    J j(s);
+    auto mr = map_t<>::create(s, j, 20);
+    REQUIRE(mr);
+    auto& m = *mr;
+    std::mt19937_64 rng(8);
+    model_t dirents; // what the directories say: (child, parent, name) -> parent generation
+    for (int i = 0; i < 400; ++i)
+        dirents.emplace(link_id{100 + rng() % 150, 2 + rng() % 20, random_name(rng, random_len(rng))},
+                        static_cast<std::uint32_t>(rng() % 5));
+    load(j, m, dirents);
+    auto for_each_entry = [&](auto&& visit) {
+        for (auto& [l, g] : dirents)
+            if (!visit(l.child, l.parent, g, nr(l.name))) return;
+    };
+    auto has_entry = [&](std::uint64_t c, std::uint64_t p, name_ref n) {
+        return dirents.count(link_id{c, p, str(n)}) != 0;
+    };
+    using found_t = std::tuple<dirent_mismatch, std::uint64_t, std::uint64_t, std::string>;
+    auto run_check = [&] {
+        std::vector<found_t> found;
+        auto r = m.cross_check(for_each_entry, has_entry,
+                               [&](dirent_mismatch k, std::uint64_t c, std::uint64_t p, name_ref n) {
+                                   found.emplace_back(k, c, p, str(n));
+                               });
+        REQUIRE(r);
+        REQUIRE(*r == found.size());
+        std::sort(found.begin(), found.end());
+        return found;
+    };
+    CHECK(run_check().empty());
+    // Three kinds of damage, one each.
+    auto it = dirents.begin();
+    std::advance(it, 17);
+    const link_id gone = it->first; // the pointer goes, the entry stays
+    REQUIRE(run(j, m, m.remove_credits(), [&](auto& h) { return m.remove(h, gone.child, gone.parent, nr(gone.name)); }) ==
+            errc::ok);
+    std::advance(it, 50);
+    const link_id aged = it->first; // the parent was recreated: new generation in the entry
+    it->second += 1;
+    const link_id stray{999, 2, "stray"}; // a pointer with no entry
+    REQUIRE(run(j, m, m.add_credits(), [&](auto& h) { return m.add(h, stray.child, stray.parent, 1, nr(stray.name)); }) ==
+            errc::ok);
+    std::vector<found_t> want{{dirent_mismatch::missing, gone.child, gone.parent, gone.name},
+                              {dirent_mismatch::stale_generation, aged.child, aged.parent, aged.name},
+                              {dirent_mismatch::extra, stray.child, stray.parent, stray.name}};
+    std::sort(want.begin(), want.end());
+    CHECK(run_check() == want);
+    // A failing directory read ends the check with its error.
+    auto r = m.cross_check([](auto&&) { return errc::io; }, has_entry,
+                           [](dirent_mismatch, std::uint64_t, std::uint64_t, name_ref) {});
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::io);
+}

@@ -25,6 +25,7 @@
 // would with a lock per tree).
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <type_traits>
 
@@ -206,6 +207,28 @@ public:
     // Unsorted or short input gives errc::invalid and leaves the tree empty.
     template <class Source>
     [[nodiscard]] errc bulk_load(handle& h, std::uint64_t n, Source&& next, unsigned fill_percent = 100) noexcept;
+    // Free every node of the tree (children before parents: forget and free
+    // each) and leave it empty, for replacing a tree by a rebuilt one. Reads
+    // every node first; errc from the first invalid one, and errc::no_credits
+    // if the journal cannot forget that many blocks in this transaction
+    // (forgets_left(), when the journal has it); in both cases nothing
+    // changes. Uses no credits: no node is written.
+    [[nodiscard]] errc destroy(handle& h) noexcept {
+        std::uint64_t nodes = 0;
+        JBTREE_TRY(for_each_node([&nodes](std::uint64_t, unsigned) noexcept { ++nodes; }));
+        if constexpr (requires(const JournalT& j, const handle& ch) {
+                          { j.forgets_left(ch) } -> std::convertible_to<std::uint64_t>;
+                      }) {
+            if (jr_->forgets_left(h) < nodes) return errc::no_credits;
+        }
+        if (an_.height) JBTREE_TRY(destroy_subtree(h, an_.root, an_.height - 1u));
+        an_.root = 0;
+        an_.height = 0;
+        an_.records = 0;
+        ++gen_;
+        return errc::ok;
+    }
+
     // Worst-case credits (nodes written) of bulk_load(n, fill_percent); 0 if
     // the arguments are invalid or the tree would be too tall.
     [[nodiscard]] std::uint64_t bulk_load_credits(std::uint64_t n, unsigned fill_percent) const noexcept;
@@ -237,6 +260,18 @@ public:
 
 private:
     friend class cursor;
+
+    [[nodiscard]] errc destroy_subtree(handle& h, std::uint64_t blk, unsigned level) noexcept {
+        if (level > 0) {
+            auto r = read_node(blk, level);
+            if (!r) return r.error();
+            const unsigned char* n = r->data();
+            const std::uint32_t cnt = layout_type::count(n);
+            for (std::uint32_t i = 0; i < cnt; ++i) JBTREE_TRY(destroy_subtree(h, child_at(n, i), level - 1));
+        }
+        JBTREE_TRY(jr_->forget(h, blk));
+        return st_->free(blk);
+    }
 
     template <class F>
     [[nodiscard]] errc node_walk(std::uint64_t blk, unsigned level, F& f, bool& stop) noexcept {

@@ -309,6 +309,11 @@ public:
 
     // The block was freed: it leaves the transaction, its contents never go
     // home, and a revoke record keeps replay from writing older copies of it.
+    // How many more blocks this transaction can forget (its revoke records
+    // are bounded by max_transaction_blocks()).
+    [[nodiscard]] std::uint64_t forgets_left(const handle&) const noexcept {
+        return mem_.max_transaction_blocks - nrevokes_;
+    }
     [[nodiscard]] errc forget(handle& h, std::uint64_t blkno) noexcept {
         JBTREE_TRY(check(h));
         if (nrevokes_ == mem_.max_transaction_blocks) return errc::no_credits;

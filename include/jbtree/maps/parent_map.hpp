@@ -189,6 +189,22 @@ struct path_event {
     std::size_t size = 0;
 };
 
+// How a parent pointer and the directory entries disagree (cross_check()).
+enum class dirent_mismatch : std::uint8_t {
+    missing,          // a directory entry has no parent pointer
+    stale_generation, // the parent pointer stores another parent generation
+    extra,            // a parent pointer has no directory entry
+};
+
+[[nodiscard]] constexpr const char* describe(dirent_mismatch m) noexcept {
+    switch (m) {
+    case dirent_mismatch::missing: return "directory entry without parent pointer";
+    case dirent_mismatch::stale_generation: return "parent generation differs";
+    case dirent_mismatch::extra: return "parent pointer without directory entry";
+    }
+    return "unknown";
+}
+
 // What paths_of() found.
 struct path_summary {
     std::uint64_t complete = 0;
@@ -529,6 +545,57 @@ public:
         });
         r.walk_error = e != errc::ok ? e : inner;
         return r;
+    }
+
+    // Compare the map with the directory entries a checker read from the
+    // directories themselves (the source of truth):
+    //   for_each_entry(visit): calls visit(child, parent, parent_gen, name)
+    //       for every entry, in any order (visit returns false to stop);
+    //       may return errc (a failed directory read ends the check with it)
+    //       or void;
+    //   has_entry(child, parent, name) -> bool: is there such an entry?
+    // f(dirent_mismatch, child, parent, name) for each disagreement: an
+    // entry without a pointer (missing, including entries whose name the map
+    // cannot hold), a pointer whose stored generation differs, a pointer
+    // without an entry (extra). Returns the number of disagreements, or the
+    // first read error.
+    template <class ForEachEntry, class HasEntry, class F>
+    [[nodiscard]] result<std::uint64_t> cross_check(ForEachEntry&& for_each_entry, HasEntry&& has_entry,
+                                                    F&& f) noexcept {
+        std::uint64_t n = 0;
+        errc inner = errc::ok;
+        auto visit = [&](std::uint64_t child, std::uint64_t parent, std::uint32_t gen, name_ref name) noexcept -> bool {
+            auto g = find(child, parent, name);
+            if (g) {
+                if (*g != gen) {
+                    f(dirent_mismatch::stale_generation, child, parent, name);
+                    ++n;
+                }
+            } else if (g.error() == errc::not_found || g.error() == errc::invalid) {
+                f(dirent_mismatch::missing, child, parent, name);
+                ++n;
+            } else {
+                inner = g.error();
+                return false;
+            }
+            return true;
+        };
+        if constexpr (std::is_void_v<decltype(for_each_entry(visit))>) {
+            for_each_entry(visit);
+        } else {
+            const errc e = for_each_entry(visit);
+            if (e != errc::ok) return e;
+        }
+        if (inner != errc::ok) return inner;
+        const errc e = t_.for_each([&](const parent_key& k, const parent_record& v) noexcept -> bool {
+            if (!has_entry(k.child, k.parent, v.name_view())) {
+                f(dirent_mismatch::extra, k.child, k.parent, v.name_view());
+                ++n;
+            }
+            return true;
+        });
+        if (e != errc::ok) return e;
+        return n;
     }
 
     [[nodiscard]] result<tree_stats> stats() noexcept { return t_.stats(); }

@@ -15,6 +15,11 @@
 //   errc forget(handle&, std::uint64_t blkno);         block freed: revoke it
 //   errc stop(handle&);                                jbd2_journal_stop
 //
+// Optional: std::uint64_t forgets_left(const handle&) const, how many more
+// blocks the running transaction can forget (jbd2 bounds its revoke
+// records). Operations that free many blocks at once (btree::destroy)
+// check it first when the journal has it.
+//
 // Credit contract: every mutating engine operation first checks
 // credits_left() against its declared worst case (btree::insert_credits()
 // and friends) and fails with errc::no_credits, changing nothing, when the
