@@ -48,7 +48,7 @@ struct memory_backend {
 };
 
 constexpr std::uint64_t root_ino = 2;
-constexpr std::uint64_t space = 20000; // data blocks of the model filesystem
+constexpr std::uint64_t space = 8192; // data blocks of the model filesystem
 
 struct inode {
     bool dir = false;
