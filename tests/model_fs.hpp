@@ -107,6 +107,21 @@ void check_maps(R& rm, C& rc, P& pm, const expected_maps& want, const std::map<s
         return true;
     }) == errc::ok);
     JT_MODEL_REQUIRE(pgot == want.links);
+    // The same through the map's own check against directory entries.
+    auto dn = pm.cross_check(
+        [&](auto&& visit) {
+            for (const entry& l : want.links) {
+                const std::string& nm = std::get<2>(l);
+                if (!visit(std::get<0>(l), std::get<1>(l), gens.at(std::get<1>(l)), name_ref(nm.data(), nm.size())))
+                    return;
+            }
+        },
+        [&](std::uint64_t c, std::uint64_t p, name_ref n) {
+            return want.links.count({c, p, std::string(reinterpret_cast<const char*>(n.data), n.size)}) != 0;
+        },
+        [](dirent_mismatch, std::uint64_t, std::uint64_t, name_ref) {});
+    JT_MODEL_REQUIRE(dn);
+    JT_MODEL_REQUIRE(*dn == 0);
 }
 
 template <class Backend>
@@ -282,6 +297,15 @@ public:
     void check_all() {
         check_maps(*rm, *rc, *pm, expected(), generations());
         JT_MODEL_REQUIRE(pm->size() == links.size());
+        // Memory storage: the blocks in use are exactly the three maps' nodes
+        // (on a volume, check_ownership does this block by block).
+        if constexpr (requires(S& st) { st.blocks_in_use(); }) {
+            std::uint64_t nodes = 0;
+            JT_MODEL_REQUIRE(rm->tree().for_each_node([&](std::uint64_t, unsigned) { ++nodes; }) == errc::ok);
+            JT_MODEL_REQUIRE(rc->tree().for_each_node([&](std::uint64_t, unsigned) { ++nodes; }) == errc::ok);
+            JT_MODEL_REQUIRE(pm->tree().for_each_node([&](std::uint64_t, unsigned) { ++nodes; }) == errc::ok);
+            JT_MODEL_REQUIRE(be.storage().blocks_in_use() == nodes);
+        }
     }
 
     // ---- model queries -----------------------------------------------------------------

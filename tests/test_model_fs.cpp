@@ -229,7 +229,7 @@ TEST_CASE("model filesystem: random operation sequences, every map checked after
         std::mt19937_64 rng(seed);
         std::vector<std::uint64_t> dirs{root_ino};
         std::size_t counts[8] = {};
-        const int steps = std::getenv("JBTREE_MODEL_OPS") ? std::atoi(std::getenv("JBTREE_MODEL_OPS")) : 5000;
+        const int steps = std::getenv("JBTREE_MODEL_OPS") ? std::atoi(std::getenv("JBTREE_MODEL_OPS")) : 10000;
         std::uint64_t peak_rmap = 0, peak_refcount = 0, peak_blocks = 0;
         for (int step = 0; step < steps; ++step) {
             CAPTURE(step);
