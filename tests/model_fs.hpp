@@ -32,8 +32,11 @@ namespace jt_model {
 
 using namespace jbtree;
 
-// Where the maps live: memory with a null journal (unlimited credits), or
-// a volume on a crash-recording device with the jbd2 journal.
+// Where the maps live. A backend gives storage(), journal(), start() (a
+// handle for one filesystem operation) and finish(handle, three anchors)
+// (record the maps' anchors, stop the handle). This one: memory with a null
+// journal and unlimited credits; test_model_fs.cpp adds a volume on a
+// crash-recording device with the jbd2 journal.
 struct memory_backend {
     using storage_type = memory_storage<>;
     using journal_type = null_journal<storage_type>;
