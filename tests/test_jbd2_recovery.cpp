@@ -7,6 +7,8 @@
 
 #include "ext4_image.hpp"
 
+#include <jbtree/ext2fs/io_device.hpp>
+#include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/journal/jbd2_recovery.hpp>
 
 #include <ext2fs/ext2fs.h>
@@ -199,4 +201,114 @@ TEST_CASE("revoke table: newest tid wins, revokes cancel same and earlier transa
     REQUIRE(!t.revoked(200, 3));
     for (std::uint64_t b = 0; b < 12; ++b) REQUIRE(t.set(1000 + b, 1) == errc::ok);
     REQUIRE(t.set(5000, 1) == errc::no_memory); // full (7/8 load): refused, not overrun
+}
+
+TEST_CASE("ext2fs adapter: journal extents and recovery through libext2fs's io_channel match the pread path") {
+    if (!fs::exists(corpus)) {
+        MESSAGE("SKIP: corpus not found at " << corpus);
+        return;
+    }
+    char tmpl[] = "/tmp/jbtree-adapter-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    const fs::path tmp = tmpl;
+    int compared = 0, not_opened = 0;
+    for (const auto& entry : fs::directory_iterator(corpus)) {
+        const std::string name = entry.path().filename().string();
+        if (name.size() < 7 || name.substr(name.size() - 7) != ".img.gz") continue;
+        CAPTURE(name);
+        const fs::path a = tmp / (name + ".pread"), b = tmp / (name + ".ext2fs");
+        REQUIRE(run("gzip -dc '" + entry.path().string() + "' > '" + a.string() + "'") == 0);
+        fs::copy_file(a, b);
+        // The pread path of the test above.
+        image_journal j;
+        const bool have_a = open_journal(a.string(), j);
+        jbd2::recovery_info ia, ib;
+        errc ea = errc::invalid, eb = errc::invalid;
+        std::vector<unsigned char> x1, x2;
+        std::vector<jbd2::revoke_entry> slots(4096);
+        if (have_a) {
+            x1.resize(j.bs);
+            x2.resize(j.bs);
+            ea = jbd2::recover(j, {x1.data(), x2.data(), slots.data(), slots.size()}, ia);
+            close(j.fd);
+        }
+        // The adapter: ext2fs_open2 read-write, the journal inode's extents,
+        // a log_area over the io_channel device.
+        ext2_filsys efs = nullptr;
+        if (ext2fs_open2(b.string().c_str(), nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &efs)) {
+            ++not_opened;
+            CHECK(!have_a); // whatever libext2fs cannot open, the pread path could not map either
+            continue;
+        }
+        ext2fs_adapter::io_device dev(efs);
+        jbd2::log_extent ext[8];
+        std::uint32_t n = 0;
+        const errc je = ext2fs_adapter::journal_extents(efs, ext, 8, n);
+        if (je != errc::ok) { // no usable journal inode: the pread path found none either
+            CHECK(!have_a);
+            ext2fs_close_free(&efs);
+            ++not_opened;
+            continue;
+        }
+        // The extents list exactly the blocks the pread path mapped one by one.
+        std::vector<std::uint64_t> blocks;
+        for (std::uint32_t i = 0; i < n; ++i)
+            for (std::uint32_t k = 0; k < ext[i].count; ++k) blocks.push_back(ext[i].start + k);
+        REQUIRE(have_a);
+        REQUIRE(blocks == j.map);
+        // Too little room: errc::range, and n says how many were needed so far.
+        if (n > 1) {
+            std::uint32_t m = 0;
+            CHECK(ext2fs_adapter::journal_extents(efs, ext, 1, m) == errc::range);
+            CHECK(m == 2);
+        }
+        jbd2::log_area<ext2fs_adapter::io_device> log(dev, ext, n);
+        REQUIRE(log.valid());
+        std::vector<unsigned char> y1(dev.block_size()), y2(dev.block_size());
+        eb = jbd2::recover(log, {y1.data(), y2.data(), slots.data(), slots.size()}, ib);
+        // libext2fs would stamp s_kbytes_written into its in-memory superblock
+        // (read before the replay) and write it back at close: drop the
+        // write flag so that it writes nothing of its own (see io_device.hpp).
+        efs->flags &= ~EXT2_FLAG_RW;
+        ext2fs_close_free(&efs);
+        CHECK(ea == eb);
+        CHECK(ia.transactions == ib.transactions);
+        CHECK(ia.replayed == ib.replayed);
+        CHECK(ia.refused == ib.refused);
+        REQUIRE(slurp(a) == slurp(b));
+        ++compared;
+    }
+    fs::remove_all(tmp);
+    MESSAGE("adapter matched the pread path on " << compared << " images; " << not_opened
+                                                 << " without a journal libext2fs can open");
+    CHECK(compared > 0);
+}
+
+TEST_CASE("ext2fs adapter: range, read-only and no-journal errors") {
+    if (run("mkfs.ext4 -V >/dev/null 2>&1") != 0) {
+        MESSAGE("SKIP: mkfs.ext4 not installed");
+        return;
+    }
+    char tmpl[] = "/tmp/jbtree-adapter-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    const fs::path img = fs::path(tmpl) / "nojournal.img";
+    REQUIRE(run("mkfs.ext4 -q -F -b 1024 -O ^has_journal '" + img.string() + "' 4096 >/dev/null 2>&1") == 0);
+    ext2_filsys efs = nullptr;
+    REQUIRE(ext2fs_open2(img.string().c_str(), nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &efs) == 0);
+    ext2fs_adapter::io_device dev(efs);
+    CHECK(dev.block_size() == 1024);
+    CHECK(dev.block_count() == 4096);
+    std::vector<unsigned char> buf(2048);
+    CHECK(dev.read_blocks(4095, 1, buf.data()) == errc::ok);
+    CHECK(dev.read_blocks(4095, 2, buf.data()) == errc::range);
+    CHECK(dev.read_blocks(1, 1, nullptr) == errc::invalid);
+    CHECK(dev.read_blocks(1, 0, nullptr) == errc::ok);
+    CHECK(dev.write_blocks(100, 1, buf.data()) == errc::invalid); // opened read-only
+    CHECK(dev.flush() == errc::ok);
+    jbd2::log_extent ext[4];
+    std::uint32_t n = 7;
+    CHECK(ext2fs_adapter::journal_extents(efs, ext, 4, n) == errc::not_supported);
+    CHECK(n == 0);
+    ext2fs_close_free(&efs);
+    fs::remove_all(tmpl);
 }
