@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+// jbtree: scan an ext4 filesystem with libext2fs into the records of the
+// three maps (what `jbtree-e2fs build` loads).
+//
+//   ext2fs_adapter::scan_result r;
+//   errc e = ext2fs_adapter::scan_filesystem(fs, r, [](std::uint64_t done, std::uint64_t total) {...});
+//
+// rmap records (canonical: merged, in key order):
+//   - every inode in use: data blocks with their logical offsets (extents or
+//     block maps), extent-tree / indirect blocks as `bmbt` records, the
+//     extended-attribute block (i_file_acl) as an `xattr` record (a shared
+//     xattr block gets one record per inode), an ea_inode's blocks as its
+//     own data;
+//   - the journal inode's blocks under rmap_owner::journal, the resize
+//     inode's (reserved GDT blocks and its indirect block) under
+//     rmap_owner::reserved_gdt, the bad-blocks inode's under
+//     rmap_owner::unknown;
+//   - per group: superblock copies and group descriptor blocks
+//     (rmap_owner::fs), block and inode bitmaps (rmap_owner::bitmaps), the
+//     inode table (rmap_owner::inode_table); the MMP block
+//     (rmap_owner::unknown); for 1 KiB blocks, block 0 (the boot block) as fs.
+// Parent links: every directory entry but "." and "..", with the
+// directory's i_generation.
+//
+// The scan allocates (std::vector, std::string) and runs on the host, like
+// libext2fs itself; it is not part of the freestanding core. Errors:
+// errc::io with *ext2_error set when libext2fs fails, errc::corrupted when
+// an inode maps blocks outside the filesystem.
+#pragma once
+
+#include <ext2fs/ext2fs.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jbtree/base/errc.hpp"
+#include "jbtree/maps/rmap.hpp"
+
+namespace jbtree::ext2fs_adapter {
+
+struct scan_link {
+    std::uint64_t child = 0, parent = 0;
+    std::uint32_t parent_gen = 0;
+    std::string name;
+};
+
+struct scan_result {
+    std::vector<rmap_record> rmap; // canonical, sorted by rmap key
+    std::vector<scan_link> links;  // in directory order
+    std::uint64_t inodes = 0;      // inodes in use
+    std::uint64_t directories = 0;
+    std::uint64_t blocks_owned = 0; // sum of rmap record lengths
+};
+
+namespace detail {
+
+struct block_walk {
+    ext2_filsys fs;
+    std::vector<rmap_record>* out;
+    std::uint64_t owner;
+    bool offsetless; // special owner: every block offset-less
+    bool bad = false;
+};
+
+inline int collect_block(ext2_filsys fs, blk64_t* blocknr, e2_blkcnt_t blockcnt, blk64_t, int, void* priv) {
+    auto* w = static_cast<block_walk*>(priv);
+    const std::uint64_t b = *blocknr;
+    if (b == 0) return 0;
+    if (b >= ext2fs_blocks_count(fs->super)) {
+        w->bad = true;
+        return BLOCK_ABORT;
+    }
+    if (w->offsetless) w->out->push_back(rmap_record{b, 1, w->owner, 0, 0});
+    else if (blockcnt < 0) w->out->push_back(rmap_record{b, 1, w->owner, 0, rmap_flags::bmbt});
+    else w->out->push_back(rmap_record{b, 1, w->owner, static_cast<std::uint64_t>(blockcnt), 0});
+    return 0;
+}
+
+struct dir_walk {
+    std::vector<scan_link>* out;
+    std::uint64_t dir;
+    std::uint32_t gen;
+};
+
+inline int collect_entry(ext2_ino_t, int entry, ext2_dir_entry* dirent, int, int, char*, void* priv) {
+    if (entry == DIRENT_DOT_FILE || entry == DIRENT_DOT_DOT_FILE) return 0;
+    auto* w = static_cast<dir_walk*>(priv);
+    const int len = ext2fs_dirent_name_len(dirent);
+    if (dirent->inode == 0 || len <= 0) return 0;
+    w->out->push_back(scan_link{dirent->inode, w->dir, w->gen, std::string(dirent->name, static_cast<std::size_t>(len))});
+    return 0;
+}
+
+// Merge single-block pieces into canonical records: same owner, flags and
+// physical continuation (and logical continuation unless offset-less).
+inline void canonicalize(std::vector<rmap_record>& v) {
+    std::sort(v.begin(), v.end(), [](const rmap_record& a, const rmap_record& b) {
+        if (a.owner != b.owner) return a.owner < b.owner;
+        if (a.flags != b.flags) return a.flags < b.flags;
+        return a.start < b.start;
+    });
+    std::vector<rmap_record> out;
+    out.reserve(v.size());
+    for (const rmap_record& r : v) {
+        if (!out.empty()) {
+            rmap_record& p = out.back();
+            if (p.owner == r.owner && p.flags == r.flags && p.start + p.length == r.start &&
+                (rmap_offsetless(r.owner, r.flags) || p.offset + p.length == r.offset)) {
+                p.length += r.length;
+                continue;
+            }
+            if (p.owner == r.owner && p.flags == r.flags && r.start < p.start + p.length) continue; // listed twice
+        }
+        out.push_back(r);
+    }
+    std::sort(out.begin(), out.end(),
+              [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; });
+    v.swap(out);
+}
+
+} // namespace detail
+
+template <class Progress>
+[[nodiscard]] errc scan_filesystem(ext2_filsys fs, scan_result& out, Progress&& progress,
+                                   errcode_t* ext2_error = nullptr) {
+    auto fail = [&](errcode_t e) {
+        if (ext2_error) *ext2_error = e;
+        return errc::io;
+    };
+    out = scan_result{};
+    const std::uint64_t nblocks = ext2fs_blocks_count(fs->super);
+    auto add_range = [&](std::uint64_t start, std::uint64_t len, std::uint64_t owner) {
+        for (std::uint64_t b = start; b < start + len && b < nblocks; ++b) out.rmap.push_back(rmap_record{b, 1, owner, 0, 0});
+    };
+    // Static metadata, group by group.
+    if (fs->blocksize == 1024) add_range(0, 1, rmap_owner::fs);
+    for (dgrp_t g = 0; g < fs->group_desc_count; ++g) {
+        blk64_t super = 0, old_desc = 0, new_desc = 0;
+        blk_t used = 0;
+        ext2fs_super_and_bgd_loc2(fs, g, &super, &old_desc, &new_desc, &used);
+        if (super || g == 0) add_range(super, 1, rmap_owner::fs);
+        if (old_desc) add_range(old_desc, fs->desc_blocks, rmap_owner::fs);
+        if (new_desc) add_range(new_desc, 1, rmap_owner::fs);
+        add_range(ext2fs_block_bitmap_loc(fs, g), 1, rmap_owner::bitmaps);
+        add_range(ext2fs_inode_bitmap_loc(fs, g), 1, rmap_owner::bitmaps);
+        add_range(ext2fs_inode_table_loc(fs, g), fs->inode_blocks_per_group, rmap_owner::inode_table);
+    }
+    if (ext2fs_has_feature_mmp(fs->super) && fs->super->s_mmp_block) add_range(fs->super->s_mmp_block, 1, rmap_owner::unknown);
+
+    // Inodes.
+    ext2_inode_scan scan = nullptr;
+    if (errcode_t e = ext2fs_open_inode_scan(fs, 0, &scan)) return fail(e);
+    const std::uint64_t total = fs->super->s_inodes_count;
+    std::vector<ext2_ino_t> dirs;
+    std::vector<std::uint32_t> dir_gens;
+    ext2_inode inode{};
+    for (std::uint64_t n = 0;; ++n) {
+        ext2_ino_t ino = 0;
+        errcode_t e = ext2fs_get_next_inode(scan, &ino, &inode);
+        if (e == EXT2_ET_BAD_BLOCK_IN_INODE_TABLE) continue;
+        if (e) {
+            ext2fs_close_inode_scan(scan);
+            return fail(e);
+        }
+        if (ino == 0) break;
+        if ((n & 0x3FFF) == 0) progress(ino, total);
+        const bool reserved = ino < EXT2_FIRST_INODE(fs->super);
+        if (inode.i_links_count == 0 && ino != EXT2_BAD_INO && ino != EXT2_RESIZE_INO && ino != fs->super->s_journal_inum)
+            continue;
+        if (reserved && ino != EXT2_ROOT_INO && ino != EXT2_BAD_INO && ino != EXT2_RESIZE_INO &&
+            ino != fs->super->s_journal_inum && inode.i_links_count == 0)
+            continue;
+        ++out.inodes;
+        std::uint64_t owner = ino;
+        bool offsetless = false;
+        if (ino == fs->super->s_journal_inum) owner = rmap_owner::journal, offsetless = true;
+        else if (ino == EXT2_RESIZE_INO) owner = rmap_owner::reserved_gdt, offsetless = true;
+        else if (ino == EXT2_BAD_INO) owner = rmap_owner::unknown, offsetless = true;
+        if (ext2fs_inode_has_valid_blocks2(fs, &inode)) {
+            detail::block_walk w{fs, &out.rmap, owner, offsetless};
+            e = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY, nullptr, detail::collect_block, &w);
+            if (w.bad) {
+                ext2fs_close_inode_scan(scan);
+                return errc::corrupted;
+            }
+            if (e) {
+                ext2fs_close_inode_scan(scan);
+                return fail(e);
+            }
+        }
+        const blk64_t acl = ext2fs_file_acl_block(fs, &inode);
+        if (acl && acl < nblocks) out.rmap.push_back(rmap_record{acl, 1, owner, 0, offsetless ? 0 : rmap_flags::xattr});
+        if (LINUX_S_ISDIR(inode.i_mode) && inode.i_links_count) {
+            dirs.push_back(ino);
+            dir_gens.push_back(inode.i_generation);
+        }
+    }
+    ext2fs_close_inode_scan(scan);
+    progress(total, total);
+
+    // Directory entries.
+    out.directories = dirs.size();
+    for (std::size_t i = 0; i < dirs.size(); ++i) {
+        detail::dir_walk w{&out.links, dirs[i], dir_gens[i]};
+        if (errcode_t e = ext2fs_dir_iterate2(fs, dirs[i], 0, nullptr, detail::collect_entry, &w)) return fail(e);
+    }
+    detail::canonicalize(out.rmap);
+    for (const rmap_record& r : out.rmap) out.blocks_owned += r.length;
+    return errc::ok;
+}
+
+} // namespace jbtree::ext2fs_adapter

@@ -1,0 +1,250 @@
+// jbtree-e2fs against debugfs: on images made by mkfs.ext4 -d from generated
+// trees and on the clean images of ../shared/corpus/ext4/, `owner` names the
+// inode debugfs icheck names (among all owners) for every block, and
+// `paths` gives exactly debugfs ncheck's paths for every inode; on the
+// damaged images the tool reports or refuses, never crashes or hangs.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path corpus = fs::path(JBTREE_SOURCE_ROOT) / ".." / "shared" / "corpus" / "ext4";
+// The tool runs under the sanitizers of this build: their reports must not
+// look like the tool's own exit codes (0..4).
+const std::string tool = std::string("ASAN_OPTIONS=exitcode=99 UBSAN_OPTIONS=halt_on_error=1:exitcode=98 ") + JBTREE_E2FS_TOOL;
+
+struct output {
+    int status = -1; // exit status, or 128 + signal
+    std::string out;
+};
+
+output capture(const std::string& cmd) {
+    output o;
+    FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
+    if (!p) return o;
+    char buf[65536];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+    const int st = pclose(p);
+    o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    return o;
+}
+int run(const std::string& cmd) {
+    const int st = std::system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+// "N\tX" lines after the header.
+std::vector<std::pair<std::string, std::string>> rows(const std::string& text) {
+    std::vector<std::pair<std::string, std::string>> v;
+    std::istringstream in(text);
+    std::string line;
+    bool header = true;
+    while (std::getline(in, line)) {
+        if (header) {
+            header = false;
+            continue;
+        }
+        const auto tab = line.find('\t');
+        if (tab == std::string::npos) continue;
+        v.emplace_back(line.substr(0, tab), line.substr(tab + 1));
+    }
+    return v;
+}
+
+// debugfs names journal, resize and bad-block inodes by number; jbtree by
+// their special owner.
+std::string as_tool_owner(const std::string& icheck_inode) {
+    if (icheck_inode == "8") return "<journal>";
+    if (icheck_inode == "7") return "<reserved GDT>";
+    if (icheck_inode == "1") return "<unknown>";
+    return icheck_inode;
+}
+
+std::string join(const std::vector<std::uint64_t>& v) {
+    std::string s;
+    for (auto x : v) s += " " + std::to_string(x);
+    return s;
+}
+
+struct compare_stats {
+    std::uint64_t blocks = 0, owned = 0, shared = 0, inodes = 0, paths = 0;
+};
+
+// Compare owner and paths with icheck and ncheck on `img`.
+void compare_with_debugfs(const std::string& img, std::uint64_t nblocks, std::uint64_t ninodes, compare_stats& st) {
+    // Blocks: all of them up to 4096, else an even sample of 4096.
+    std::vector<std::uint64_t> blocks;
+    const std::uint64_t step = nblocks > 4096 ? nblocks / 4096 : 1;
+    for (std::uint64_t b = 0; b < nblocks; b += step) blocks.push_back(b);
+    for (std::size_t i = 0; i < blocks.size(); i += 512) {
+        const std::vector<std::uint64_t> part(blocks.begin() + static_cast<long>(i),
+                                              blocks.begin() + static_cast<long>(std::min(blocks.size(), i + 512)));
+        const output ic = capture("debugfs -R 'icheck" + join(part) + "' '" + img + "'");
+        const output ow = capture(tool + " owner '" + img + "'" + join(part));
+        REQUIRE(ic.status == 0);
+        REQUIRE((ow.status == 0 || ow.status == 1));
+        std::map<std::string, std::set<std::string>> owners;
+        for (auto& [b, o] : rows(ow.out)) owners[b].insert(o);
+        for (auto& [b, o] : rows(ic.out)) {
+            CAPTURE(b);
+            CAPTURE(o);
+            ++st.blocks;
+            if (o == "<block not found>") continue; // free, or static metadata (jbtree names its special owner)
+            ++st.owned;
+            const auto it = owners.find(b);
+            REQUIRE(it != owners.end());
+            INFO("jbtree owners: " << [&] {
+                std::string s;
+                for (auto& x : it->second) s += x + " ";
+                return s;
+            }());
+            REQUIRE(it->second.count(as_tool_owner(o)) == 1);
+            if (it->second.size() > 1) ++st.shared;
+        }
+    }
+    // Inodes: all up to 1024.
+    std::vector<std::uint64_t> inodes;
+    for (std::uint64_t i = 1; i <= std::min<std::uint64_t>(ninodes, 1024); ++i) inodes.push_back(i);
+    for (std::size_t i = 0; i < inodes.size(); i += 256) {
+        const std::vector<std::uint64_t> part(inodes.begin() + static_cast<long>(i),
+                                              inodes.begin() + static_cast<long>(std::min(inodes.size(), i + 256)));
+        const output nc = capture("debugfs -R 'ncheck" + join(part) + "' '" + img + "'");
+        const output pa = capture(tool + " paths '" + img + "'" + join(part));
+        REQUIRE(nc.status == 0);
+        REQUIRE((pa.status == 0 || pa.status == 1));
+        std::set<std::pair<std::string, std::string>> want, got;
+        for (auto [ino, p] : rows(nc.out)) {
+            if (p.rfind("//", 0) == 0) p.erase(0, 1); // ncheck prints entries of the root as "//name"
+            want.insert({ino, p});
+        }
+        for (auto& r : rows(pa.out))
+            if (r.first != "2") got.insert(r); // ncheck does not name the root itself
+        CHECK(got == want);
+        st.paths += got.size();
+    }
+    st.inodes += inodes.size();
+}
+
+std::uint64_t field(const std::string& img, const std::string& name) {
+    const output o = capture("dumpe2fs -h '" + img + "' | grep '^" + name + ":'");
+    const auto colon = o.out.find(':');
+    return colon == std::string::npos ? 0 : std::strtoull(o.out.c_str() + colon + 1, nullptr, 10);
+}
+
+bool have_tools() {
+    return run("mkfs.ext4 -V >/dev/null 2>&1") == 0 && run("debugfs -V >/dev/null 2>&1") == 0;
+}
+
+} // namespace
+
+TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d images of generated trees") {
+    if (!have_tools()) {
+        MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
+        return;
+    }
+    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    const fs::path tmp = tmpl, tree = tmp / "tree";
+    // Directories, hard links (also across directories), sparse files,
+    // xattrs, symlinks (fast and slow), an empty file, a large file.
+    std::mt19937_64 rng(5);
+    fs::create_directories(tree);
+    std::vector<fs::path> dirs{tree};
+    for (int d = 0; d < 30; ++d) {
+        fs::path p = dirs[rng() % dirs.size()] / ("dir" + std::to_string(d));
+        fs::create_directory(p);
+        dirs.push_back(p);
+    }
+    std::vector<fs::path> files;
+    for (int f = 0; f < 150; ++f) {
+        fs::path p = dirs[rng() % dirs.size()] / ("file" + std::to_string(f));
+        const int kind = static_cast<int>(rng() % 6);
+        std::string cmd;
+        if (kind == 0) cmd = "truncate -s " + std::to_string((1 + rng() % 64) * 4096) + " '" + p.string() + "'";
+        else if (kind == 1) // sparse: data, hole, data
+            cmd = "dd if=/dev/urandom of='" + p.string() + "' bs=4096 count=2 2>/dev/null && dd if=/dev/urandom of='" +
+                  p.string() + "' bs=4096 seek=" + std::to_string(10 + rng() % 50) + " count=3 conv=notrunc 2>/dev/null";
+        else cmd = "head -c " + std::to_string(rng() % 60000) + " /dev/urandom > '" + p.string() + "'";
+        REQUIRE(run(cmd) == 0);
+        files.push_back(p);
+    }
+    for (int l = 0; l < 40; ++l) { // hard links
+        const fs::path& f = files[rng() % files.size()];
+        fs::path p = dirs[rng() % dirs.size()] / ("link" + std::to_string(l));
+        fs::create_hard_link(f, p);
+    }
+    fs::create_symlink("file1", tree / "short-link");
+    fs::create_symlink(std::string(200, 'x'), tree / "long-link");
+    // xattrs where the tmp filesystem supports them (a large one needs a block).
+    (void)run("setfattr -n user.big -v " + std::string(3000, 'v') + " '" + files[0].string() + "' 2>/dev/null");
+    for (const std::string opts : {"-b 4096", "-b 1024 -O ^metadata_csum"}) {
+        CAPTURE(opts);
+        const fs::path img = tmp / "gen.img";
+        fs::remove(img);
+        REQUIRE(run("mkfs.ext4 -q -F " + opts + " -N 1024 -d '" + tree.string() + "' '" + img.string() +
+                    "' 32M >/dev/null 2>&1") == 0);
+        compare_stats st;
+        compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st);
+        MESSAGE(opts << ": " << st.blocks << " blocks compared (" << st.owned << " owned by an inode, " << st.shared
+                     << " with several owners), " << st.inodes << " inodes, " << st.paths << " paths");
+    }
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damaged ones never crash the tool") {
+    if (!fs::exists(corpus)) {
+        MESSAGE("SKIP: corpus not found at " << corpus);
+        return;
+    }
+    if (!have_tools()) {
+        MESSAGE("SKIP: e2fsprogs tools not installed");
+        return;
+    }
+    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    const fs::path tmp = tmpl;
+    int clean = 0, damaged = 0, refused = 0;
+    for (const auto& entry : fs::directory_iterator(corpus)) {
+        const std::string name = entry.path().filename().string();
+        if (name.size() < 7 || name.substr(name.size() - 7) != ".img.gz") continue;
+        CAPTURE(name);
+        const fs::path img = tmp / (name + ".img");
+        REQUIRE(run("gzip -dc '" + entry.path().string() + "' > '" + img.string() + "'") == 0);
+        const std::string before = capture("md5sum < '" + img.string() + "'").out;
+        const int fsck = run("e2fsck -fn '" + img.string() + "' >/dev/null 2>&1");
+        if (fsck == 0) {
+            compare_stats st;
+            compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st);
+            ++clean;
+        } else {
+            // Damaged: any answer or a clear refusal; no crash, no hang.
+            for (const char* q : {"owner", "paths", "refcount"}) {
+                const output o = capture("timeout 120 env " + tool + " " + q + " '" + img.string() + "' 1 2 12 100");
+                CAPTURE(q);
+                CHECK(o.status <= 4); // answers (0, 1) or refusals (3, 4); not a timeout, signal or sanitizer report
+                if (o.status >= 3) ++refused;
+            }
+            ++damaged;
+        }
+        // Nothing is written.
+        CHECK(capture("md5sum < '" + img.string() + "'").out == before);
+        fs::remove(img);
+    }
+    fs::remove_all(tmp);
+    MESSAGE(clean << " clean images compared with debugfs, " << damaged << " damaged images queried (" << refused
+                  << " refusals)");
+    CHECK(clean > 0);
+}
