@@ -42,6 +42,7 @@
 #include "bench_common.hpp"
 
 #include <jbtree/engine/btree.hpp>
+#include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/hosted/file_device.hpp>
 #include <jbtree/journal/jbd2_journal.hpp>
 #include <jbtree/journal/jbd2_log_area.hpp>
@@ -223,17 +224,11 @@ ext4_layout read_layout(const std::string& img) {
     if (ext2fs_open2(img.c_str(), nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs)) die("ext2fs_open2 " + img);
     if (fs->blocksize != bs) die("image block size is not 4096");
     out.blocks = ext2fs_blocks_count(fs->super);
-    const ext2_ino_t ino = fs->super->s_journal_inum;
-    ext2_inode inode{};
-    if (!ino || ext2fs_read_inode(fs, ino, &inode)) die("no journal inode");
-    const std::uint64_t n = EXT2_I_SIZE(&inode) / bs;
-    for (std::uint64_t l = 0; l < n; ++l) {
-        blk64_t p = 0;
-        if (ext2fs_bmap2(fs, ino, &inode, nullptr, 0, l, nullptr, &p) || p == 0) die("journal inode has a hole");
-        if (!out.journal.empty() && out.journal.back().start + out.journal.back().count == p)
-            ++out.journal.back().count;
-        else out.journal.push_back({p, 1});
-    }
+    std::uint32_t n = 0;
+    out.journal.resize(64);
+    if (const errc e = ext2fs_adapter::journal_extents(fs, out.journal.data(), 64, n); e != errc::ok)
+        die(std::string("journal inode: ") + describe(e));
+    out.journal.resize(n);
     if (ext2fs_read_block_bitmap(fs)) die("cannot read the block bitmap");
     std::uint64_t run_start = 0, best_lo = 0, best_len = 0;
     bool in_run = false;
