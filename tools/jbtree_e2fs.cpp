@@ -4,10 +4,11 @@
 //   jbtree-e2fs owner    [--json] IMAGE BLOCK...   owners of each block (as debugfs icheck, all owners)
 //   jbtree-e2fs paths    [--json] IMAGE INODE...   every path of each inode (as debugfs ncheck)
 //   jbtree-e2fs refcount [--json] IMAGE BLOCK...   data owners of each block (1 if not shared)
+//   jbtree-e2fs replay   IMAGE                     replay the image's journal, as e2fsck -E journal_only
 //
 // This version builds the maps in memory from a scan of the image on every
 // run (and says so on stderr); storing them inside the image is the next
-// step (issue 5), with `build`, `check` and `replay`. Nothing is written.
+// step (issue 5), with `build` and `check`. Only `replay` writes.
 //
 // Output: a header line, then one tab-separated line per answer, as debugfs:
 //   owner:    "Block\tInode number", then "BLOCK\tINODE" for each owner
@@ -18,7 +19,10 @@
 // --json prints one JSON object instead.
 // Exit status: 0 done; 1 a query found nothing for some argument; 2 bad
 // arguments; 3 the image cannot be opened or read; 4 the image is damaged.
+#include <jbtree/ext2fs/io_device.hpp>
+#include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/ext2fs/scan.hpp>
+#include <jbtree/journal/jbd2_recovery.hpp>
 #include <jbtree/journal/null_journal.hpp>
 #include <jbtree/maps/parent_map.hpp>
 #include <jbtree/maps/refcount_map.hpp>
@@ -50,7 +54,8 @@ int usage_error(const char* why) {
                  "jbtree-e2fs: %s\n"
                  "usage: jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
                  "       jbtree-e2fs paths [--json] IMAGE INODE...\n"
-                 "       jbtree-e2fs refcount [--json] IMAGE BLOCK...\n",
+                 "       jbtree-e2fs refcount [--json] IMAGE BLOCK...\n"
+                 "       jbtree-e2fs replay IMAGE\n",
                  why);
     return usage;
 }
@@ -277,6 +282,84 @@ int cmd_refcount(maps& m, const std::vector<std::uint64_t>& blocks, bool json) {
     return ok;
 }
 
+// Replay the journal with jbtree's recovery, then finish the ext4
+// superblock as e2fsck -E journal_only does: needs_recovery cleared, a
+// failed replay clears "valid", a corrupt commit marks the filesystem as
+// having errors (and clears the journal's s_errno again).
+int cmd_replay(const char* path) {
+    ext2_filsys fs = nullptr;
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs)) {
+        std::fprintf(stderr, "jbtree-e2fs: %s: cannot open read-write: %s\n", path, error_message(e));
+        return cannot_open;
+    }
+    ext2fs_adapter::io_device dev(fs);
+    std::vector<jbd2::log_extent> ext(256);
+    std::uint32_t n = 0;
+    errcode_t err = 0;
+    errc e = ext2fs_adapter::journal_extents(fs, ext.data(), static_cast<std::uint32_t>(ext.size()), n, &err);
+    if (e != errc::ok) {
+        fs->flags &= ~EXT2_FLAG_RW;
+        ext2fs_close_free(&fs);
+        std::fprintf(stderr, "jbtree-e2fs: %s: %s%s%s\n", path,
+                     e == errc::not_supported ? "no internal journal" : "journal inode: ",
+                     e == errc::not_supported ? "" : describe(e), err ? error_message(err) : "");
+        return e == errc::not_supported ? not_found : damaged;
+    }
+    jbd2::log_area<ext2fs_adapter::io_device> log(dev, ext.data(), n);
+    std::vector<unsigned char> a(dev.block_size()), b(dev.block_size());
+    std::vector<jbd2::revoke_entry> slots(1u << 16);
+    jbd2::recovery_info info;
+    e = jbd2::recover(log, {a.data(), b.data(), slots.data(), slots.size()}, info);
+    (void)dev.flush(); // recover() flushes what it wrote; this is for the io_channel cache
+    // libext2fs still holds the superblock and descriptors from before the
+    // replay: close without letting it write them, then open again.
+    fs->flags &= ~EXT2_FLAG_RW;
+    ext2fs_close_free(&fs);
+    if (info.refused != jbd2::sb_problem::none) {
+        std::fprintf(stderr, "jbtree-e2fs: %s: journal refused (%s): nothing replayed, nothing written\n", path,
+                     jbd2::describe(info.refused));
+        return damaged;
+    }
+    if (info.nothing_to_do) {
+        std::printf("%s: the journal is empty: nothing to replay\n", path);
+        return ok;
+    }
+    if (errcode_t oe = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs)) {
+        std::fprintf(stderr, "jbtree-e2fs: %s: cannot open again after the replay: %s\n", path, error_message(oe));
+        return cannot_open;
+    }
+    ext2fs_clear_feature_journal_needs_recovery(fs->super);
+    if (e != errc::ok) fs->super->s_state &= static_cast<__u16>(~EXT2_VALID_FS);
+    if (info.failed_commit) {
+        fs->super->s_state |= EXT2_ERROR_FS;
+        ext2fs_adapter::io_device dev2(fs); // over the filesystem opened again
+        if (dev2.read_blocks(ext[0].start, 1, a.data()) == errc::ok) { // the journal superblock
+            auto* jsb = reinterpret_cast<jbd2::superblock*>(a.data());
+            jsb->s_errno.set(0);
+            if (jsb->s_feature_incompat.get() & (jbd2::incompat_csum_v2 | jbd2::incompat_csum_v3))
+                jsb->s_checksum.set(jbd2::superblock_checksum(a.data()));
+            (void)dev2.write_blocks(ext[0].start, 1, a.data());
+        }
+    }
+    ext2fs_mark_super_dirty(fs);
+    fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
+    if (errcode_t ce = ext2fs_close_free(&fs)) {
+        std::fprintf(stderr, "jbtree-e2fs: %s: writing the superblock: %s\n", path, error_message(ce));
+        return cannot_open;
+    }
+    if (e == errc::ok)
+        std::printf("%s: %" PRIu64 " transactions replayed, %" PRIu64 " blocks written, %" PRIu64 " revoked%s\n", path,
+                    info.transactions, info.replayed, info.revoke_hits,
+                    info.failed_commit ? "; a commit block failed its checksum: the filesystem is marked with errors"
+                                       : "");
+    else
+        std::fprintf(stderr,
+                     "jbtree-e2fs: %s: the journal is damaged (%s): replayed the %" PRIu64
+                     " complete transactions before the damage (%" PRIu64 " blocks); the filesystem is marked not clean\n",
+                     path, describe(e), info.transactions, info.replayed);
+    return e == errc::ok ? ok : damaged;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -301,6 +384,10 @@ int main(int argc, char** argv) {
         if (cmd == "owner") return cmd_owner(m, nums, json);
         if (cmd == "paths") return cmd_paths(m, nums, json);
         return cmd_refcount(m, nums, json);
+    }
+    if (cmd == "replay") {
+        if (args.size() != 1 || json) return usage_error("replay takes one IMAGE");
+        return cmd_replay(args[0]);
     }
     return usage_error(("unknown command: " + cmd).c_str());
 }
