@@ -226,18 +226,22 @@ const char* describe(replayer r) {
     return "?";
 }
 
+// False (after a SKIP message naming the scenario) when `who` is the kernel
+// and a loop mount cannot be used here.
+bool replayer_available(replayer who, const std::string& label) {
+    if (who != replayer::kernel) return true;
+    const std::string why = loop_mount_skip_reason();
+    if (why.empty()) return true;
+    MESSAGE("SKIP: " << label << ": " << why);
+    return false;
+}
+
 // One scenario on a fresh copy of `base`. Returns false (after a SKIP
 // message) when the kernel cannot be used here.
 bool run_scenario(const test_image& base, journal_variant jv, ending end, replayer who) {
     const std::string label =
         base.cfg().name() + ", " + describe(jv) + ", " + describe(end) + ", " + describe(who);
-    if (who == replayer::kernel) {
-        const std::string why = loop_mount_skip_reason();
-        if (!why.empty()) {
-            MESSAGE("SKIP: " << label << ": " << why);
-            return false;
-        }
-    }
+    if (!replayer_available(who, label)) return false;
     CAPTURE(label);
     const fs::path img = base.copy(std::string(describe(end)).substr(0, 3) +
                                    (jv == journal_variant::as_made ? "-m-" : "-k-") + describe(who)[0] + ".img");
@@ -934,13 +938,7 @@ kernel_read mount_and_read(const fs::path& img) {
 bool run_writer_scenario(const test_image& base, journal_variant jv, writer_end end, replayer who) {
     const std::string label = base.cfg().name() + ", " + describe(jv) + ", jbtree wrote " + describe(end) + ", " +
                               describe(who);
-    if (who == replayer::kernel) {
-        const std::string why = loop_mount_skip_reason();
-        if (!why.empty()) {
-            MESSAGE("SKIP: " << label << ": " << why);
-            return false;
-        }
-    }
+    if (!replayer_available(who, label)) return false;
     CAPTURE(label);
     const fs::path img = base.copy(std::string("w-") + (end == writer_end::committed ? "c-" : "u-") +
                                    (jv == journal_variant::as_made ? "m-" : "k-") + describe(who)[0] + ".img");
