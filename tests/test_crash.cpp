@@ -87,7 +87,7 @@ std::uint32_t check_state(Dev& dev, hosted::owned_memory& mem, const std::map<st
         nodes += st->nodes();
     }
     // Every data block is a node of one of the trees, or free.
-    REQUIRE(v.free_blocks() + nodes == v.block_count() - v.data_start());
+    REQUIRE(v.free_blocks() + nodes == v.end_block() - v.data_start());
     return tid;
 }
 

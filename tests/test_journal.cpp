@@ -412,7 +412,7 @@ TEST_CASE("volume: two trees change atomically; a crash gives back the last comm
     REQUIRE(sa);
     REQUIRE(sb);
     const std::uint64_t nodes = sa->nodes() + sb->nodes();
-    CHECK(v.free_blocks() + nodes == v.block_count() - v.data_start());
+    CHECK(v.free_blocks() + nodes == v.end_block() - v.data_start());
     REQUIRE(v.close() == errc::ok);
 }
 
@@ -452,6 +452,155 @@ TEST_CASE("volume: a damaged superblock is refused with the reason") {
     volume_problem why{};
     CHECK(v.open({}, &why) == errc::corrupted);
     CHECK(why == volume_problem::bad_geometry);
+}
+
+TEST_CASE("volume: inside a larger device, with an external journal, touching nothing outside its range") {
+    // The device: a jbd2 log at [1, 257) that is not the volume's (as an ext4
+    // image's journal), the volume at [1000, 2000), a pattern everywhere else.
+    crash_device d(bs, dev_blocks);
+    for (std::uint64_t b = 0; b < dev_blocks; ++b) std::memset(d.block(b), static_cast<int>(b * 7 + 1), bs);
+    const jbd2::log_extent log{1, 256};
+    {
+        jbd2::log_area<crash_device> area(d, &log, 1);
+        std::vector<unsigned char> scratch(bs);
+        const unsigned char uuid[16] = {7};
+        REQUIRE(jbd2::make_journal(area, jbd2::journal_features{}, uuid, scratch.data()) == errc::ok);
+    }
+    const std::vector<unsigned char> before(d.image().begin(), d.image().end());
+    std::vector<unsigned char> scratch(bs);
+    volume_geometry g;
+    g.first_block = 1000;
+    g.block_count = 1000;
+    g.external_journal = true;
+    g.uuid[0] = 5;
+    REQUIRE(V::create(d, g, scratch.data()) == errc::ok);
+    const volume_location here{1000, &log, 1};
+    std::map<std::uint64_t, std::uint64_t> committed, now;
+    unsigned char stamp[volume_owner_data_size] = {};
+    {
+        hosted::owned_memory m(volume_sizes());
+        V v(d, m.volume());
+        REQUIRE(v.open({}, nullptr, nullptr, here) == errc::ok);
+        CHECK(v.external_journal());
+        CHECK(v.first_block() == 1000);
+        CHECK(v.end_block() == 2000);
+        CHECK(v.block_count() == 1000);
+        auto t = tree_t::create(v.store(), v.journal(), 1);
+        REQUIRE(t);
+        for (std::uint64_t i = 0; i < 4000; ++i) {
+            auto h = v.start(t->insert_credits());
+            REQUIRE(h);
+            const std::uint64_t k = (i * 7919) % 3000;
+            if (t->insert_or_assign(*h, k, i) == errc::ok) now[k] = i;
+            REQUIRE(v.set_anchor(0, t->anchor()) == errc::ok);
+            REQUIRE(v.stop(*h) == errc::ok);
+            if (i % 500 == 499) {
+                stamp[0] = static_cast<unsigned char>(i / 500);
+                v.set_owner_data(stamp);
+                REQUIRE(v.commit() == errc::ok);
+                committed = now;
+            }
+        }
+        // Every node is inside the volume's data area.
+        REQUIRE(t->for_each_node([&](std::uint64_t b, unsigned) {
+            CHECK(b >= v.data_start());
+            CHECK(b < 2000);
+        }) == errc::ok);
+    }
+    // Crash. Opening refuses while the external log holds transactions
+    // (replaying it is its owner's job), and with the wrong location.
+    {
+        hosted::owned_memory m(volume_sizes());
+        V v(d, m.volume());
+        CHECK(v.open({}, nullptr, nullptr, here) == errc::busy);
+        V w(d, m.volume());
+        volume_problem why{};
+        CHECK(w.open({}, &why, nullptr, volume_location{1000}) == errc::invalid); // external log not given
+        CHECK(why == volume_problem::journal);
+        V x(d, m.volume());
+        CHECK(x.open({}, &why, nullptr, volume_location{999, &log, 1}) != errc::ok);
+    }
+    hosted::owned_memory m(volume_sizes());
+    {
+        jbd2::log_area<crash_device> area(d, &log, 1);
+        jbd2::recovery_info info;
+        REQUIRE(jbd2::recover(area, m.recovery(bs), info) == errc::ok);
+        CHECK(info.transactions > 0);
+    }
+    V v(d, m.volume());
+    REQUIRE(v.open({}, nullptr, nullptr, here) == errc::ok);
+    CHECK(v.owner_data()[0] == stamp[0]);
+    auto a = v.anchor(0);
+    REQUIRE(a);
+    auto t = tree_t::open(v.store(), v.journal(), *a);
+    REQUIRE(t);
+    CHECK_CLEAN(*t);
+    CHECK(same_contents(*t, committed));
+    REQUIRE(v.close() == errc::ok);
+    // Outside the volume and the log, every byte is as before.
+    for (std::uint64_t b = 0; b < dev_blocks; ++b) {
+        if ((b >= 1 && b < 257) || (b >= 1000 && b < 2000)) continue;
+        if (std::memcmp(d.block(b), before.data() + b * bs, bs) != 0) {
+            FAIL_CHECK("block " << b << " outside the volume changed");
+            break;
+        }
+    }
+}
+
+TEST_CASE("volume: a tree bulk-built in memory at its final block numbers, written out and claimed") {
+    crash_device d(bs, dev_blocks);
+    std::vector<unsigned char> scratch(bs);
+    volume_geometry g;
+    g.journal_blocks = 256;
+    g.uuid[3] = 9;
+    REQUIRE(V::create(d, g, scratch.data()) == errc::ok);
+    std::uint64_t nodes = 0;
+    {
+        hosted::owned_memory m(volume_sizes());
+        V v(d, m.volume());
+        REQUIRE(v.open({}) == errc::ok);
+        // Built off-line: same block size, checksum seed and numbering.
+        memory_storage<> ms({bs, true, v.store().checksum_seed(), v.end_block() - v.data_start(), v.data_start()});
+        null_journal<memory_storage<>> nj(ms);
+        auto t = btree<u64_map_traits, memory_storage<>, null_journal<memory_storage<>>>::create(ms, nj, 4);
+        REQUIRE(t);
+        auto h = nj.start(unlimited_credits);
+        REQUIRE(h);
+        std::uint64_t i = 0;
+        REQUIRE(t->bulk_load(*h, 20000, [&](std::uint64_t& k, std::uint64_t& val) {
+            k = i * 3;
+            val = i++;
+            return true;
+        }) == errc::ok);
+        nodes = ms.end_block() - v.data_start();
+        for (std::uint64_t b = v.data_start(); b < ms.end_block(); ++b) REQUIRE(d.write_blocks(b, 1, ms.raw_block(b)) == errc::ok);
+        REQUIRE(d.flush() == errc::ok);
+        CHECK(v.claim(v.data_start() - 1, 2) == errc::invalid); // not in the data area
+        REQUIRE(v.claim(v.data_start(), nodes) == errc::ok);
+        CHECK(v.claim(v.data_start() + 1, 1) == errc::invalid); // already in use
+        REQUIRE(v.set_anchor(0, t->anchor()) == errc::ok);
+        REQUIRE(v.commit() == errc::ok);
+    } // crash after the commit
+    hosted::owned_memory m(volume_sizes());
+    V v(d, m.volume());
+    REQUIRE(v.open({}) == errc::ok);
+    auto a = v.anchor(0);
+    REQUIRE(a);
+    auto t = tree_t::open(v.store(), v.journal(), *a);
+    REQUIRE(t);
+    CHECK_CLEAN(*t);
+    CHECK(t->size() == 20000);
+    std::vector<unsigned char> seen((v.end_block() - v.data_start() + 7) / 8);
+    auto own = check_ownership(v, seen.data(), seen.size(), *t);
+    CHECK(own.clean());
+    CHECK(own.allocated == nodes);
+    // It goes on changing through the journal like any other tree.
+    auto h = v.start(t->insert_credits());
+    REQUIRE(h);
+    REQUIRE(t->insert(*h, 1, 1) == errc::ok);
+    REQUIRE(v.set_anchor(0, t->anchor()) == errc::ok);
+    REQUIRE(v.stop(*h) == errc::ok);
+    REQUIRE(v.close() == errc::ok);
 }
 
 TEST_CASE("volume: a node's checksum is verified once per read from the device, and again after every re-read") {
@@ -535,7 +684,7 @@ TEST_CASE("volume: check_ownership finds leaked, unallocated and doubly owned bl
         if (k % 3 == 0) REQUIRE(b->insert(*h, k, k) == errc::ok);
         REQUIRE(v.stop(*h) == errc::ok);
     }
-    std::vector<unsigned char> seen((v.block_count() - v.data_start() + 7) / 8);
+    std::vector<unsigned char> seen((v.end_block() - v.data_start() + 7) / 8);
     auto clean = check_ownership(v, seen.data(), seen.size(), *a, *b);
     CHECK(clean.clean());
     CHECK(clean.nodes == a->stats()->nodes() + b->stats()->nodes());

@@ -51,6 +51,35 @@ TEST_CASE("memory storage: allocate, read, free, reuse, poison") {
     REQUIRE(reinterpret_cast<std::uintptr_t>(c->data()) % 64 == 0);
 }
 
+TEST_CASE("memory_storage: numbering from first_block, as the blocks will be numbered on a device") {
+    memory_storage<> s({1024, false, 0, 3, 5000});
+    REQUIRE(s.end_block() == 5000);
+    std::uint64_t got[3];
+    for (auto& g : got) {
+        auto b = s.allocate();
+        REQUIRE(b);
+        g = b->blkno();
+        b->data()[0] = static_cast<unsigned char>(g);
+    }
+    CHECK(got[0] == 5000);
+    CHECK(got[1] == 5001);
+    CHECK(got[2] == 5002);
+    CHECK(s.end_block() == 5003);
+    CHECK(s.allocate().error() == errc::no_space); // max_blocks 3
+    CHECK(s.read(5001)->data()[0] == static_cast<unsigned char>(5001));
+    CHECK(s.raw_block(5002) != nullptr);
+    CHECK(s.raw_block(4999) == nullptr);
+    CHECK(s.raw_block(5003) == nullptr);
+    CHECK(s.read(1).error() == errc::io);
+    CHECK(s.free(4999) == errc::invalid);
+    REQUIRE(s.free(5001) == errc::ok);
+    auto again = s.allocate();
+    REQUIRE(again);
+    CHECK(again->blkno() == 5001);
+    memory_storage<> bad({1024, false, 0, 0, 0});
+    CHECK(bad.allocate().error() == errc::invalid);
+}
+
 TEST_CASE("memory storage: limits and allocator failure") {
     memory_storage<> capped({512, false, 0, 3});
     for (int i = 0; i < 3; ++i) REQUIRE(capped.allocate());

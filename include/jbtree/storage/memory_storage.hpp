@@ -38,6 +38,11 @@ struct memory_storage_options {
     bool checksums = false;          // compute and verify node checksums
     std::uint32_t checksum_seed = 0; // crc32c seed (a volume would derive it from its UUID)
     std::uint64_t max_blocks = 0;    // 0: no limit other than memory
+    // The number of the first block handed out (then first_block + 1, ...):
+    // a tree built here for a device range (e.g. a volume's data area,
+    // data_start) has the block numbers it will have there, so its blocks
+    // can be written out unchanged. At least 1.
+    std::uint64_t first_block = 1;
 };
 
 template <class Allocator = heap_allocator>
@@ -79,12 +84,13 @@ public:
     [[nodiscard]] std::uint32_t checksum_seed() const noexcept { return opt_.checksum_seed; }
 
     [[nodiscard]] result<buffer> read(std::uint64_t blkno) noexcept {
-        if (blkno == 0 || blkno >= used_) return errc::io; // no such block
-        return buffer{table_[blkno], blkno};
+        const std::uint64_t i = slot(blkno);
+        if (i == 0) return errc::io; // no such block
+        return buffer{table_[i], blkno};
     }
 
     [[nodiscard]] result<buffer> allocate() noexcept {
-        if (!valid_block_size(opt_.block_size)) return errc::invalid;
+        if (!valid_block_size(opt_.block_size) || opt_.first_block == 0) return errc::invalid;
         if (opt_.max_blocks && in_use_ >= opt_.max_blocks) return errc::no_space;
         std::uint64_t n;
         if (free_head_) {
@@ -100,15 +106,16 @@ public:
         }
         ++in_use_;
         fill_bytes(table_[n], 0, opt_.block_size);
-        return buffer{table_[n], n};
+        return buffer{table_[n], n + opt_.first_block - 1};
     }
 
     [[nodiscard]] errc free(std::uint64_t blkno) noexcept {
-        if (blkno == 0 || blkno >= used_) return errc::invalid;
-        unsigned char* p = table_[blkno];
+        const std::uint64_t i = slot(blkno);
+        if (i == 0) return errc::invalid;
+        unsigned char* p = table_[i];
         fill_bytes(p, poison, opt_.block_size);
         store_le<std::uint64_t>(p, free_head_); // free list threads through freed blocks
-        free_head_ = blkno;
+        free_head_ = i;
         --in_use_;
         return errc::ok;
     }
@@ -124,12 +131,25 @@ public:
         const std::uint64_t blocks = used_ ? used_ - 1 : 0;
         return blocks * opt_.block_size + table_cap_ * sizeof(unsigned char*);
     }
-    // Direct access to a block's bytes, for tests that corrupt blocks on purpose.
+    // Direct access to a block's bytes: for tests that corrupt blocks on
+    // purpose, and for writing built blocks out to a device. nullptr if
+    // blkno was never handed out.
     [[nodiscard]] unsigned char* raw_block(std::uint64_t blkno) noexcept {
-        return blkno && blkno < used_ ? table_[blkno] : nullptr;
+        const std::uint64_t i = slot(blkno);
+        return i ? table_[i] : nullptr;
+    }
+    // Block numbers handed out so far lie in [first_block, end_block()).
+    [[nodiscard]] std::uint64_t end_block() const noexcept {
+        return opt_.first_block + (used_ ? used_ - 1 : 0);
     }
 
 private:
+    // Table index of a block number handed out, 0 if none.
+    [[nodiscard]] std::uint64_t slot(std::uint64_t blkno) const noexcept {
+        if (opt_.first_block == 0 || blkno < opt_.first_block) return 0;
+        const std::uint64_t i = blkno - opt_.first_block + 1;
+        return i < used_ ? i : 0;
+    }
     bool grow_table() noexcept {
         const std::uint64_t cap = table_cap_ ? table_cap_ * 2 : 64;
         auto t = static_cast<unsigned char**>(alloc_.allocate(cap * sizeof(unsigned char*), alignof(unsigned char*)));

@@ -74,7 +74,7 @@ namespace detail {
 template <class V, class Tree>
 void ownership_walk(V& v, unsigned char* seen, ownership_report& rep, Tree& t) noexcept {
     const std::uint32_t id = t.anchor().tree_id;
-    const std::uint64_t lo = v.data_start(), hi = v.block_count();
+    const std::uint64_t lo = v.data_start(), hi = v.end_block();
     const errc e = t.for_each_node([&](std::uint64_t b, unsigned) noexcept {
         ++rep.nodes;
         if (b < lo || b >= hi) {
@@ -96,7 +96,7 @@ template <class V, class... Trees>
 [[nodiscard]] ownership_report check_ownership(V& v, unsigned char* seen, std::size_t seen_bytes,
                                                Trees&... trees) noexcept {
     ownership_report rep{};
-    const std::uint64_t n = v.block_count() - v.data_start();
+    const std::uint64_t n = v.end_block() - v.data_start();
     if (!seen || seen_bytes < (n + 7) / 8) {
         rep.add(ownership_problem_kind::walk_error, 0, 0, errc::range);
         return rep;

@@ -2,12 +2,18 @@
 // jbtree: a volume: several trees, their block allocator and their anchors
 // in one BlockDevice, updated atomically through one jbd2 journal.
 //
-// Device layout (docs/format.md, "Volume"):
+// Layout (docs/format.md, "Volume"), in device block numbers from the
+// volume's first block F (0 for a volume that is the whole device):
 //
-//   block 0                      volume superblock (anchors, geometry)
-//   [journal_start, +journal)    the jbd2 journal
-//   [bitmap_start, +bitmaps)     allocation bitmap of the whole device
-//   [data_start, block_count)    tree nodes
+//   block F                      volume superblock (anchors, geometry)
+//   [journal_start, +journal)    the jbd2 journal (internal journal only)
+//   [bitmap_start, +bitmaps)     allocation bitmap of [F, F + block_count)
+//   [data_start, F + block_count) tree nodes
+//
+// A volume can also live inside a range of a larger device and use a
+// journal that is not its own (an external journal: the log of the
+// filesystem that holds it, e.g. an ext4 image's jbd2 journal; its log
+// extents are given to open(), and replaying it is the caller's job).
 //
 // The allocator works on an in-memory copy of the bitmap. Its changed
 // blocks and the anchors are written into the running transaction by
@@ -35,6 +41,8 @@ inline constexpr std::uint32_t volume_magic = 0x4C564A42u; // "BJVL" little-endi
 inline constexpr std::uint32_t volume_version = 1;
 inline constexpr std::uint32_t volume_max_trees = 16;
 inline constexpr std::uint32_t volume_flag_node_checksums = 1;
+inline constexpr std::uint32_t volume_flag_external_journal = 2; // the log is not inside the volume
+inline constexpr std::uint32_t volume_owner_data_size = 64;
 
 // One tree's anchor as stored in the superblock (32 bytes).
 struct volume_anchor_disk {
@@ -63,10 +71,12 @@ struct volume_superblock {
     le64 generation;     // 0x48 commits that changed this block
     le32 checksum_seed;  // 0x50 crc32c_raw(~0, uuid): the node checksum seed
     le32 tree_slots;     // 0x54 volume_max_trees
-    unsigned char reserved[36]; // 0x58
+    le64 first_block;    // 0x58 this superblock's own device block
+    unsigned char reserved[28]; // 0x60
     le32 checksum;       // 0x7C crc32c_raw(~0) of the first 1024 bytes with this field 0
     volume_anchor_disk anchors[volume_max_trees]; // 0x80 .. 0x280
-    unsigned char reserved2[1024 - 0x280];
+    unsigned char owner_data[volume_owner_data_size]; // 0x280 the embedder's, committed with the anchors
+    unsigned char reserved2[1024 - 0x2C0];
 };
 static_assert(sizeof(volume_superblock) == 1024);
 static_assert(offsetof(volume_superblock, checksum) == 0x7C);
@@ -81,10 +91,22 @@ static_assert(offsetof(volume_superblock, anchors) == 0x80);
 
 // How to lay out a new volume.
 struct volume_geometry {
-    std::uint32_t journal_blocks = 0; // 0: 1/8 of the device, at least 1024 blocks
+    std::uint64_t first_block = 0;  // where the volume starts on the device
+    std::uint64_t block_count = 0;  // its length; 0: to the end of the device
+    bool external_journal = false;  // the log lives elsewhere (volume_location)
+    std::uint32_t journal_blocks = 0; // internal journal: 0 = 1/8 of the volume, at least 1024 blocks
     bool node_checksums = true;
     unsigned char uuid[16] = {};
     jbd2::journal_features journal{};
+};
+
+// Where open() finds a volume: its first block, and for a volume with an
+// external journal, that journal's log extents (the caller's; they must
+// outlive the volume).
+struct volume_location {
+    std::uint64_t first_block = 0;
+    const jbd2::log_extent* external_log = nullptr;
+    std::uint32_t external_log_extents = 0;
 };
 
 // Why a volume was refused.
@@ -94,7 +116,8 @@ enum class volume_problem : std::uint8_t {
     bad_checksum,
     bad_geometry,  // fields out of range or overlapping
     bad_anchor,    // an anchor points outside the data area
-    journal,       // the journal superblock was refused (see journal_problem)
+    journal,       // the journal superblock was refused (see journal_problem), or
+                   // internal/external does not match the superblock
     too_small,     // create: the device cannot hold the layout
 };
 
@@ -136,7 +159,7 @@ public:
         [[nodiscard]] bool checksums() const noexcept { return v_->flags_ & volume_flag_node_checksums; }
         [[nodiscard]] std::uint32_t checksum_seed() const noexcept { return v_->seed_; }
         [[nodiscard]] result<buffer> read(std::uint64_t blkno) noexcept {
-            if (blkno < v_->data_start_ || blkno >= v_->block_count_) return errc::range; // never a node
+            if (blkno < v_->data_start_ || blkno >= v_->end_) return errc::range; // never a node
             return v_->j_.read(blkno);
         }
         [[nodiscard]] result<buffer> allocate() noexcept { return v_->allocate(); }
@@ -156,7 +179,11 @@ public:
     volume(const volume&) = delete;
     volume& operator=(const volume&) = delete;
 
-    // Lay out a new, empty volume on the whole device (overwrites it).
+    // Lay out a new, empty volume (overwrites its blocks; with an external
+    // journal, that journal is not touched). The blocks are written directly
+    // and flushed, the superblock last: for a volume inside a filesystem,
+    // do it in blocks nothing references yet, then commit the filesystem's
+    // change that makes them the volume's.
     [[nodiscard]] static errc create(Dev& dev, const volume_geometry& g, unsigned char* scratch,
                                      volume_problem* why = nullptr) noexcept {
         auto refuse = [&](volume_problem p, errc e) noexcept {
@@ -166,68 +193,92 @@ public:
         if (why) *why = volume_problem::none;
         const std::uint32_t bs = dev.block_size();
         if (!valid_block_size(bs) || bs < 1024) return refuse(volume_problem::bad_geometry, errc::invalid);
-        const std::uint64_t n = dev.block_count();
-        std::uint64_t jb = g.journal_blocks ? g.journal_blocks : n / 8;
-        if (!g.journal_blocks && jb < 1024) jb = 1024;
+        const std::uint64_t dev_blocks = dev.block_count(), first = g.first_block;
+        if (first >= dev_blocks || g.block_count > dev_blocks - first)
+            return refuse(volume_problem::bad_geometry, errc::range);
+        const std::uint64_t n = g.block_count ? g.block_count : dev_blocks - first;
+        std::uint64_t jb = 0;
+        if (!g.external_journal) {
+            jb = g.journal_blocks ? g.journal_blocks : n / 8;
+            if (!g.journal_blocks && jb < 1024) jb = 1024;
+            if (jb < 64 || jb > 0xFFFFFFFFu) return refuse(volume_problem::too_small, errc::no_space);
+        }
         const std::uint64_t bits = std::uint64_t{bs} * 8;
         const std::uint64_t bm = (n + bits - 1) / bits;
-        const std::uint64_t data_start = 1 + jb + bm;
-        if (jb < 64 || jb > 0xFFFFFFFFu || data_start + 8 > n) return refuse(volume_problem::too_small, errc::no_space);
-        // The journal superblock and an empty log.
-        jbd2::log_extent ext{1, static_cast<std::uint32_t>(jb)};
-        jbd2::log_area<Dev> log(dev, &ext, 1);
-        JBTREE_TRY(jbd2::make_journal(log, g.journal, g.uuid, scratch));
-        // Bitmap: the superblock, journal and bitmap blocks are in use.
+        const std::uint64_t data_off = 1 + jb + bm; // data_start - first
+        if (data_off + 8 > n) return refuse(volume_problem::too_small, errc::no_space);
+        if (!g.external_journal) {
+            // The journal superblock and an empty log.
+            jbd2::log_extent ext{first + 1, static_cast<std::uint32_t>(jb)};
+            jbd2::log_area<Dev> log(dev, &ext, 1);
+            JBTREE_TRY(jbd2::make_journal(log, g.journal, g.uuid, scratch));
+        }
+        // Bitmap: the superblock, journal and bitmap blocks are in use, and
+        // the bits past the volume's end.
         for (std::uint64_t b = 0; b < bm; ++b) {
             fill_bytes(scratch, 0, bs);
             for (std::uint64_t i = 0; i < bits; ++i) {
-                const std::uint64_t blk = b * bits + i;
-                if (blk < data_start || blk >= n) scratch[i / 8] |= static_cast<unsigned char>(1u << (i % 8));
+                const std::uint64_t rel = b * bits + i;
+                if (rel < data_off || rel >= n) scratch[i / 8] |= static_cast<unsigned char>(1u << (i % 8));
             }
-            JBTREE_TRY(dev.write_blocks(1 + jb + b, 1, scratch));
+            JBTREE_TRY(dev.write_blocks(first + 1 + jb + b, 1, scratch));
         }
         fill_bytes(scratch, 0, bs);
         volume_superblock* sb = reinterpret_cast<volume_superblock*>(scratch);
         sb->magic.set(volume_magic);
         sb->version.set(volume_version);
         sb->block_size.set(bs);
-        sb->flags.set(g.node_checksums ? volume_flag_node_checksums : 0);
+        sb->flags.set((g.node_checksums ? volume_flag_node_checksums : 0) |
+                      (g.external_journal ? volume_flag_external_journal : 0));
         copy_bytes(sb->uuid, g.uuid, 16);
         sb->block_count.set(n);
-        sb->journal_start.set(1);
+        sb->journal_start.set(g.external_journal ? 0 : first + 1);
         sb->journal_blocks.set(static_cast<std::uint32_t>(jb));
         sb->bitmap_blocks.set(static_cast<std::uint32_t>(bm));
-        sb->bitmap_start.set(1 + jb);
-        sb->data_start.set(data_start);
+        sb->bitmap_start.set(first + 1 + jb);
+        sb->data_start.set(first + data_off);
         sb->checksum_seed.set(crc32c_raw(~0u, g.uuid, 16));
         sb->tree_slots.set(volume_max_trees);
+        sb->first_block.set(first);
         sb->checksum.set(volume_sb_checksum(scratch));
         JBTREE_TRY(dev.flush()); // journal and bitmap before the superblock that names them
-        JBTREE_TRY(dev.write_blocks(0, 1, scratch));
+        JBTREE_TRY(dev.write_blocks(first, 1, scratch));
         return dev.flush();
     }
 
-    // Open the volume: check the superblock, replay the journal, load the
-    // bitmap. `rinfo`, if given, receives what recovery did.
+    // Open the volume: check the superblock, replay an internal journal,
+    // load the bitmap. `rinfo`, if given, receives what recovery did. An
+    // external journal (loc.external_log) is only opened: it must have been
+    // replayed by its owner (errc::busy if it holds transactions).
     [[nodiscard]] errc open(const jbd2::journal_options& opt, volume_problem* why = nullptr,
-                            jbd2::recovery_info* rinfo = nullptr) noexcept {
+                            jbd2::recovery_info* rinfo = nullptr, const volume_location& loc = {}) noexcept {
         if (why) *why = volume_problem::none;
         volume_problem p = volume_problem::none;
         unsigned char* blk = mem_.journal.staging; // free until the journal opens
+        first_ = loc.first_block;
         JBTREE_TRY(read_superblock(blk, p, why));
-        JBTREE_TRY(j_.set_log(*dev_, &ext_, 1));
-        jbd2::recovery_info ri;
-        jbd2::log_area<Dev> log(*dev_, &ext_, 1);
-        const jbd2::recovery_memory rm{mem_.journal.staging, mem_.journal.staging + bs_, mem_.revokes,
-                                       mem_.revoke_capacity};
-        const errc re = jbd2::recover(log, rm, ri);
-        if (rinfo) *rinfo = ri;
-        if (re != errc::ok) {
-            if (why) *why = ri.refused != jbd2::sb_problem::none ? volume_problem::journal : volume_problem::none;
-            return re;
+        const bool external = flags_ & volume_flag_external_journal;
+        if (external != (loc.external_log != nullptr)) {
+            if (why) *why = volume_problem::journal;
+            return errc::invalid;
         }
-        // Replay may have rewritten the superblock: read it again.
-        JBTREE_TRY(read_superblock(blk, p, why));
+        if (external) {
+            JBTREE_TRY(j_.set_log(*dev_, loc.external_log, loc.external_log_extents));
+        } else {
+            JBTREE_TRY(j_.set_log(*dev_, &ext_, 1));
+            jbd2::recovery_info ri;
+            jbd2::log_area<Dev> log(*dev_, &ext_, 1);
+            const jbd2::recovery_memory rm{mem_.journal.staging, mem_.journal.staging + bs_, mem_.revokes,
+                                           mem_.revoke_capacity};
+            const errc re = jbd2::recover(log, rm, ri);
+            if (rinfo) *rinfo = ri;
+            if (re != errc::ok) {
+                if (why) *why = ri.refused != jbd2::sb_problem::none ? volume_problem::journal : volume_problem::none;
+                return re;
+            }
+            // Replay may have rewritten the superblock: read it again.
+            JBTREE_TRY(read_superblock(blk, p, why));
+        }
         jbd2::sb_problem jp = jbd2::sb_problem::none;
         if (const errc e = j_.open(opt, &jp); e != errc::ok) {
             if (why) *why = volume_problem::journal;
@@ -237,7 +288,7 @@ public:
         JBTREE_TRY(dev_->read_blocks(bitmap_start_, bitmap_blocks_, mem_.bitmap));
         for (std::uint32_t i = 0; i < bitmap_blocks_; ++i) mem_.bitmap_dirty[i] = 0;
         free_blocks_ = 0;
-        for (std::uint64_t b = data_start_; b < block_count_; ++b) free_blocks_ += !bit(b);
+        for (std::uint64_t b = data_start_; b < end_; ++b) free_blocks_ += !bit(b);
         cursor_ = data_start_;
         // Room in every transaction for the bitmap and the superblock.
         meta_reserve_ = bitmap_blocks_ + 1;
@@ -311,11 +362,44 @@ public:
         return j_.close();
     }
 
+    // Owner data: 64 bytes in the superblock that jbtree stores and never
+    // interprets (an embedder's stamp, e.g. what the trees were built
+    // from). set_owner_data() is committed with the anchors.
+    [[nodiscard]] const unsigned char* owner_data() const noexcept { return owner_data_; }
+    void set_owner_data(const unsigned char* d) noexcept {
+        copy_bytes(owner_data_, d, volume_owner_data_size);
+        anchors_dirty_ = true;
+    }
+
     [[nodiscard]] std::uint64_t free_blocks() const noexcept { return free_blocks_; }
+    // Device block numbers: the superblock, the first node block, the end
+    // (exclusive); block_count() is the volume's length.
+    [[nodiscard]] std::uint64_t first_block() const noexcept { return first_; }
     [[nodiscard]] std::uint64_t data_start() const noexcept { return data_start_; }
-    [[nodiscard]] std::uint64_t block_count() const noexcept { return block_count_; }
+    [[nodiscard]] std::uint64_t end_block() const noexcept { return end_; }
+    [[nodiscard]] std::uint64_t block_count() const noexcept { return end_ - first_; }
+    [[nodiscard]] bool external_journal() const noexcept { return flags_ & volume_flag_external_journal; }
+    // Mark [first, first + count) in use for tree nodes written outside the
+    // journal: a bulk build (e.g. into a memory_storage numbered from
+    // data_start()) written straight to blocks that are free in the committed
+    // bitmap, so nothing reachable changes until the commit that names them
+    // (ordered writes: flush the device before commit()). The blocks must not
+    // have been read through the journal since open(). errc::invalid if one
+    // is outside the data area or already in use; nothing changes then.
+    [[nodiscard]] errc claim(std::uint64_t first, std::uint64_t count) noexcept {
+        if (!open_) return errc::invalid;
+        if (first < data_start_ || first > end_ || count > end_ - first) return errc::invalid;
+        for (std::uint64_t b = first; b < first + count; ++b)
+            if (bit(b)) return errc::invalid;
+        for (std::uint64_t b = first; b < first + count; ++b) set_bit(b, true);
+        free_blocks_ -= count;
+        if (first + count > cursor_) cursor_ = first + count;
+        return errc::ok;
+    }
     // Is blkno allocated (in the live, in-memory bitmap)?
-    [[nodiscard]] bool allocated(std::uint64_t blkno) const noexcept { return blkno < block_count_ && bit(blkno); }
+    [[nodiscard]] bool allocated(std::uint64_t blkno) const noexcept {
+        return blkno >= first_ && blkno < end_ && bit(blkno);
+    }
 
 private:
     errc read_superblock(unsigned char* blk, volume_problem& p, volume_problem* why) noexcept {
@@ -326,32 +410,41 @@ private:
         };
         const std::uint32_t dbs = dev_->block_size();
         if (!valid_block_size(dbs) || dbs < 1024) return refuse(volume_problem::bad_geometry, errc::invalid);
-        JBTREE_TRY(dev_->read_blocks(0, 1, blk));
+        const std::uint64_t first = first_, dev_blocks = dev_->block_count();
+        if (first >= dev_blocks) return refuse(volume_problem::bad_geometry, errc::range);
+        JBTREE_TRY(dev_->read_blocks(first, 1, blk));
         const volume_superblock* sb = reinterpret_cast<const volume_superblock*>(blk);
         if (sb->magic.get() != volume_magic) return refuse(volume_problem::bad_magic, errc::corrupted);
         if (sb->checksum.get() != volume_sb_checksum(blk)) return refuse(volume_problem::bad_checksum, errc::bad_checksum);
         const std::uint64_t n = sb->block_count.get(), js = sb->journal_start.get(), bms = sb->bitmap_start.get(),
                             ds = sb->data_start.get();
-        const std::uint32_t jb = sb->journal_blocks.get(), bm = sb->bitmap_blocks.get();
+        const std::uint32_t jb = sb->journal_blocks.get(), bm = sb->bitmap_blocks.get(), fl = sb->flags.get();
+        const bool external = fl & volume_flag_external_journal;
         const std::uint64_t bits = std::uint64_t{dbs} * 8;
-        if (sb->version.get() != volume_version || sb->block_size.get() != dbs || n != dev_->block_count() ||
-            sb->tree_slots.get() != volume_max_trees || js != 1 || jb < 64 || bms != js + jb ||
-            bm != (n + bits - 1) / bits || ds != bms + bm || ds >= n)
+        // A whole-device volume must span the device (a shorter device was
+        // truncated); one inside a larger device must fit in it.
+        const bool size_ok = first == 0 ? n == dev_blocks : (n <= dev_blocks - first);
+        const bool journal_ok = external ? (js == 0 && jb == 0 && bms == first + 1)
+                                         : (js == first + 1 && jb >= 64 && bms == js + jb);
+        if (sb->version.get() != volume_version || sb->block_size.get() != dbs || !size_ok ||
+            sb->first_block.get() != first || sb->tree_slots.get() != volume_max_trees || !journal_ok ||
+            bm != (n + bits - 1) / bits || ds != bms + bm || ds >= first + n)
             return refuse(volume_problem::bad_geometry, errc::corrupted);
         for (std::uint32_t i = 0; i < volume_max_trees; ++i) {
             const volume_anchor_disk& a = sb->anchors[i];
             const std::uint64_t root = a.root.get();
             const bool in_use = a.in_use.get() != 0;
             if (in_use && (a.height.get() > 16 || (root != 0) != (a.height.get() != 0) ||
-                           (root != 0 && (root < ds || root >= n))))
+                           (root != 0 && (root < ds || root >= first + n))))
                 return refuse(volume_problem::bad_anchor, errc::corrupted);
             used_[i] = in_use;
             anchors_[i] = tree_anchor{root, a.records.get(), a.tree_id.get(), a.height.get()};
         }
         bs_ = dbs;
-        flags_ = sb->flags.get();
+        flags_ = fl;
         seed_ = sb->checksum_seed.get();
-        block_count_ = n;
+        end_ = first + n;
+        copy_bytes(owner_data_, sb->owner_data, volume_owner_data_size);
         bitmap_start_ = bms;
         bitmap_blocks_ = bm;
         data_start_ = ds;
@@ -369,10 +462,11 @@ private:
         return j_.dirty_metadata(h, *b);
     }
     errc put_superblock(handle& h) noexcept {
-        auto b = j_.read(0);
+        auto b = j_.read(first_);
         if (!b) return b.error();
         JBTREE_TRY(j_.get_write_access(h, *b));
         volume_superblock* sb = reinterpret_cast<volume_superblock*>(b->data());
+        copy_bytes(sb->owner_data, owner_data_, volume_owner_data_size);
         for (std::uint32_t i = 0; i < volume_max_trees; ++i) {
             volume_anchor_disk& d = sb->anchors[i];
             d.root.set(anchors_[i].root);
@@ -387,8 +481,13 @@ private:
         return j_.dirty_metadata(h, *b);
     }
 
-    bool bit(std::uint64_t b) const noexcept { return mem_.bitmap[b / 8] & (1u << (b % 8)); }
-    void set_bit(std::uint64_t b, bool on) noexcept {
+    // Bit i of the bitmap is device block first_ + i.
+    bool bit(std::uint64_t blk) const noexcept {
+        const std::uint64_t b = blk - first_;
+        return mem_.bitmap[b / 8] & (1u << (b % 8));
+    }
+    void set_bit(std::uint64_t blk, bool on) noexcept {
+        const std::uint64_t b = blk - first_;
         unsigned char& byte = mem_.bitmap[b / 8];
         byte = static_cast<unsigned char>(on ? byte | (1u << (b % 8)) : byte & ~(1u << (b % 8)));
         mem_.bitmap_dirty[b / (std::uint64_t{bs_} * 8)] = 1;
@@ -399,9 +498,9 @@ private:
         if (free_blocks_ == 0) return errc::no_space;
         // Next fit from the last allocation, a byte at a time over full bytes.
         std::uint64_t b = cursor_;
-        for (std::uint64_t scanned = 0; scanned <= block_count_; ++scanned) {
-            if (b >= block_count_) b = data_start_;
-            if ((b % 8) == 0 && mem_.bitmap[b / 8] == 0xFF && b + 8 <= block_count_) {
+        for (std::uint64_t scanned = 0; scanned <= end_; ++scanned) {
+            if (b >= end_) b = data_start_;
+            if (((b - first_) % 8) == 0 && mem_.bitmap[(b - first_) / 8] == 0xFF && b + 8 <= end_) {
                 b += 8;
                 scanned += 7;
                 continue;
@@ -409,7 +508,7 @@ private:
             if (!bit(b)) break;
             ++b;
         }
-        if (b >= block_count_ || bit(b)) return errc::no_space; // free count was wrong: a corrupted bitmap
+        if (b >= end_ || bit(b)) return errc::no_space; // free count was wrong: a corrupted bitmap
         auto r = j_.read_new(b);
         if (!r) return r.error();
         set_bit(b, true);
@@ -419,7 +518,7 @@ private:
     }
     errc free_block(std::uint64_t b) noexcept {
         if (!open_) return errc::invalid;
-        if (b < data_start_ || b >= block_count_ || !bit(b)) return errc::invalid; // not a node, or freed twice
+        if (b < data_start_ || b >= end_ || !bit(b)) return errc::invalid; // not a node, or freed twice
         set_bit(b, false);
         ++free_blocks_;
         return errc::ok;
@@ -432,10 +531,11 @@ private:
     storage st_{};
     tree_anchor anchors_[volume_max_trees]{};
     bool used_[volume_max_trees]{};
+    unsigned char owner_data_[volume_owner_data_size]{};
     bool anchors_dirty_ = false;
     bool open_ = false;
     std::uint32_t bs_ = 0, flags_ = 0, seed_ = 0, bitmap_blocks_ = 0, meta_reserve_ = 0;
-    std::uint64_t block_count_ = 0, bitmap_start_ = 0, data_start_ = 0, generation_ = 0, free_blocks_ = 0,
+    std::uint64_t first_ = 0, end_ = 0, bitmap_start_ = 0, data_start_ = 0, generation_ = 0, free_blocks_ = 0,
                   cursor_ = 0;
 };
 
