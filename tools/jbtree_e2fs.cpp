@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 // jbtree-e2fs: the jbtree maps on an ext4 image, through libext2fs.
 //
+//   jbtree-e2fs build    [--json] IMAGE            scan, build the three maps, store them in the image
+//   jbtree-e2fs check    [--json] IMAGE            verify the stored maps against the filesystem
 //   jbtree-e2fs owner    [--json] IMAGE BLOCK...   owners of each block (as debugfs icheck, all owners)
 //   jbtree-e2fs paths    [--json] IMAGE INODE...   every path of each inode (as debugfs ncheck)
 //   jbtree-e2fs refcount [--json] IMAGE BLOCK...   data owners of each block (1 if not shared)
 //   jbtree-e2fs replay   IMAGE                     replay the image's journal, as e2fsck -E journal_only
 //
-// This version builds the maps in memory from a scan of the image on every
-// run (and says so on stderr); storing them inside the image is the next
-// step (issue 5), with `build` and `check`. Only `replay` writes.
+// Queries read the maps stored in the image by `build` (inode 5, written
+// through the image's journal: ext2fs/stored_maps.hpp). Without stored maps,
+// or when they are stale (the filesystem changed since the build), the
+// maps are built in memory from a scan and stderr says so. Only `build`
+// and `replay` write to the image.
 //
 // Output: a header line, then one tab-separated line per answer, as debugfs:
 //   owner:    "Block\tInode number", then "BLOCK\tINODE" for each owner
@@ -17,17 +21,21 @@
 //   paths:    "Inode\tPathname", then "INODE\t/a/b" for each path;
 //   refcount: "Block\tRefcount", then "BLOCK\tN".
 // --json prints one JSON object instead.
-// Exit status: 0 done; 1 a query found nothing for some argument; 2 bad
-// arguments; 3 the image cannot be opened or read; 4 the image is damaged.
+// Exit status: 0 done (check: clean); 1 a query found nothing for some
+// argument (check: no maps stored); 2 bad arguments; 3 the image cannot be
+// opened or read, or is busy (mounted, journal needs recovery); 4 the image
+// is damaged or unsupported (check: problems found).
 #include <jbtree/ext2fs/io_device.hpp>
 #include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/ext2fs/scan.hpp>
+#include <jbtree/ext2fs/stored_maps.hpp>
 #include <jbtree/journal/jbd2_recovery.hpp>
 #include <jbtree/journal/null_journal.hpp>
 #include <jbtree/maps/parent_map.hpp>
 #include <jbtree/maps/refcount_map.hpp>
 #include <jbtree/maps/rmap.hpp>
 #include <jbtree/storage/memory_storage.hpp>
+#include <jbtree/volume/ownership.hpp>
 
 #include <et/com_err.h>
 
@@ -37,7 +45,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
+#include <unistd.h>
 #include <vector>
 
 using namespace jbtree;
@@ -46,13 +57,16 @@ namespace {
 
 using S = memory_storage<>;
 using J = null_journal<S>;
+using ext2fs_adapter::stored_maps;
 
 enum exit_code { ok = 0, not_found = 1, usage = 2, cannot_open = 3, damaged = 4 };
 
 int usage_error(const char* why) {
     std::fprintf(stderr,
                  "jbtree-e2fs: %s\n"
-                 "usage: jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
+                 "usage: jbtree-e2fs build [--json] IMAGE\n"
+                 "       jbtree-e2fs check [--json] IMAGE\n"
+                 "       jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
                  "       jbtree-e2fs paths [--json] IMAGE INODE...\n"
                  "       jbtree-e2fs refcount [--json] IMAGE BLOCK...\n"
                  "       jbtree-e2fs replay IMAGE\n",
@@ -96,15 +110,9 @@ std::string json_string(const unsigned char* p, std::size_t n) {
     }
     return s + "\"";
 }
-
-// The three maps of one image, in memory.
-struct maps {
-    S s{{4096, false, 0}};
-    J j{s};
-    std::optional<rmap<S, J>> rm;
-    std::optional<refcount_map<S, J>> rc;
-    std::optional<parent_map<S, J>> pm;
-};
+std::string json_string(const std::string& s) {
+    return json_string(reinterpret_cast<const unsigned char*>(s.data()), s.size());
+}
 
 int open_image(const char* path, ext2_filsys& fs) {
     if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs)) {
@@ -114,25 +122,33 @@ int open_image(const char* path, ext2_filsys& fs) {
     return ok;
 }
 
-int build_in_memory(const char* path, maps& m) {
-    ext2_filsys fs = nullptr;
-    if (int rc = open_image(path, fs)) return rc;
-    std::fprintf(stderr, "jbtree-e2fs: %s holds no jbtree maps: building them in memory\n", path);
-    ext2fs_adapter::scan_result r;
+void scan_progress(std::uint64_t done, std::uint64_t total) {
+    if (total >= 100000 && isatty(2)) std::fprintf(stderr, "\rscanning inodes: %llu/%llu%s", static_cast<unsigned long long>(done),
+                                                    static_cast<unsigned long long>(total), done == total ? "\n" : "");
+}
+
+// Scan an open image; errors said on stderr, as an exit code.
+int scan_image(const char* path, ext2_filsys fs, ext2fs_adapter::scan_result& r) {
     errcode_t err = 0;
-    const errc e = ext2fs_adapter::scan_filesystem(
-        fs, r,
-        [&](std::uint64_t done, std::uint64_t total) {
-            if (total >= 200000) std::fprintf(stderr, "\rscanning inodes: %" PRIu64 "/%" PRIu64, done, total);
-        },
-        &err);
-    if (fs->super->s_inodes_count >= 200000) std::fputc('\n', stderr);
-    ext2fs_close_free(&fs);
-    if (e != errc::ok) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: scan failed: %s%s%s\n", path, describe(e), err ? ": " : "",
-                     err ? error_message(err) : "");
-        return e == errc::corrupted ? damaged : cannot_open;
-    }
+    const errc e = ext2fs_adapter::scan_filesystem(fs, r, &scan_progress, &err);
+    if (e == errc::ok) return ok;
+    std::fprintf(stderr, "jbtree-e2fs: %s: scan failed: %s%s%s\n", path, describe(e), err ? ": " : "",
+                 err ? error_message(err) : "");
+    return e == errc::corrupted ? damaged : cannot_open;
+}
+
+// The three maps of one image, in memory.
+struct memory_maps {
+    S s{{4096, false, 0}};
+    J j{s};
+    std::optional<rmap<S, J>> rm;
+    std::optional<refcount_map<S, J>> rc;
+    std::optional<parent_map<S, J>> pm;
+};
+
+int build_in_memory(const char* path, ext2_filsys fs, memory_maps& m) {
+    ext2fs_adapter::scan_result r;
+    if (int rc = scan_image(path, fs, r)) return rc;
     auto rm = rmap<S, J>::create(m.s, m.j, 1);
     auto rc = refcount_map<S, J>::create(m.s, m.j, 2);
     auto pm = parent_map<S, J>::create(m.s, m.j, 3);
@@ -142,80 +158,24 @@ int build_in_memory(const char* path, maps& m) {
     m.pm.emplace(std::move(*pm));
     auto h = m.j.start(unlimited_credits);
     if (!h) return damaged;
-    std::size_t i = 0;
-    errc le = r.rmap.empty() ? errc::ok
-                             : m.rm->tree().bulk_load(*h, r.rmap.size(),
-                                                      [&](rmap_key& k, rmap_value& v) {
-                                                          k = r.rmap[i].key();
-                                                          v = r.rmap[i].value();
-                                                          ++i;
-                                                          return true;
-                                                      },
-                                                      90);
-    if (le != errc::ok) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: rmap load: %s\n", path, describe(le));
-        return damaged;
-    }
-    std::vector<std::uint64_t> ends(4096);
-    auto src = m.rm->extents();
-    auto n = refcount_map<S, J>::rebuild_count(src, {ends.data(), ends.size()});
-    if (!n || (le = m.rc->rebuild_from_rmap(*h, src, {ends.data(), ends.size()}, *n)) != errc::ok) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: refcount rebuild: %s\n", path, describe(n ? le : n.error()));
-        return damaged;
-    }
-    // Parent pointers: keys as add() makes them (hash, then collision index).
-    struct keyed {
-        parent_key k;
-        const ext2fs_adapter::scan_link* l;
-    };
-    std::vector<keyed> ks;
-    ks.reserve(r.links.size());
-    for (const auto& l : r.links) {
-        if (!parent_map<S, J>::valid_name(name_ref(l.name.data(), l.name.size()))) continue; // reported by check
-        ks.push_back({parent_key{l.child, l.parent, parent_map<S, J>::name_hash(name_ref(l.name.data(), l.name.size())), 0}, &l});
-    }
-    std::sort(ks.begin(), ks.end(), [](const keyed& a, const keyed& b) {
-        const int c = parent_map_traits<>::compare(a.k, b.k);
-        return c != 0 ? c < 0 : a.l->name < b.l->name;
-    });
-    std::vector<keyed> uniq;
-    for (const keyed& x : ks) {
-        if (!uniq.empty() && uniq.back().k.child == x.k.child && uniq.back().k.parent == x.k.parent &&
-            uniq.back().k.hash == x.k.hash) {
-            if (uniq.back().l->name == x.l->name) continue; // the same entry twice: a damaged directory
-            keyed y = x;
-            y.k.index = uniq.back().k.index + 1;
-            uniq.push_back(y);
-        } else uniq.push_back(x);
-    }
-    i = 0;
-    le = uniq.empty() ? errc::ok
-                      : m.pm->tree().bulk_load(*h, uniq.size(),
-                                               [&](parent_key& k, parent_record& v) {
-                                                   k = uniq[i].k;
-                                                   v.parent_gen = uniq[i].l->parent_gen;
-                                                   v.name_len = static_cast<std::uint16_t>(uniq[i].l->name.size());
-                                                   std::memcpy(v.name, uniq[i].l->name.data(), v.name_len);
-                                                   ++i;
-                                                   return true;
-                                               },
-                                               90);
-    if (le != errc::ok) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: parent pointer load: %s\n", path, describe(le));
+    const char* what = "";
+    if (const errc e = ext2fs_adapter::load_maps(r, {}, *m.rm, *m.rc, *m.pm, *h, &what); e != errc::ok) {
+        std::fprintf(stderr, "jbtree-e2fs: %s: building the %s map: %s\n", path, what, describe(e));
         return damaged;
     }
     (void)m.j.stop(*h);
     return ok;
 }
 
-int cmd_owner(maps& m, const std::vector<std::uint64_t>& blocks, bool json) {
+template <class RM>
+int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks, bool json) {
     int rc = ok;
     std::string js = "{\"owners\":[";
     if (!json) std::printf("Block\tInode number\n");
     for (std::size_t i = 0; i < blocks.size(); ++i) {
         const std::uint64_t b = blocks[i];
         std::vector<rmap_record> found;
-        if (m.rm->owners_of(b, [&](const rmap_record& r) {
+        if (rm.owners_of(b, [&](const rmap_record& r) {
                 found.push_back(r);
                 return true;
             }) != errc::ok)
@@ -241,16 +201,17 @@ int cmd_owner(maps& m, const std::vector<std::uint64_t>& blocks, bool json) {
     return rc;
 }
 
-int cmd_paths(maps& m, const std::vector<std::uint64_t>& inodes, bool json) {
+template <class PM>
+int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes, bool json) {
     int rc = ok;
-    std::vector<unsigned char> buf(parent_map<S, J>::path_buffer_size(256));
+    std::vector<unsigned char> buf(PM::path_buffer_size(256));
     std::string js = "{\"paths\":[";
     if (!json) std::printf("Inode\tPathname\n");
     for (std::size_t i = 0; i < inodes.size(); ++i) {
         const std::uint64_t ino = inodes[i];
         std::vector<std::string> found;
         std::string jpaths;
-        auto r = m.pm->paths_of(ino, EXT2_ROOT_INO, 256, buf.data(), buf.size(), [&](const path_event& e) {
+        auto r = pm.paths_of(ino, EXT2_ROOT_INO, 256, buf.data(), buf.size(), [&](const path_event& e) {
             if (e.kind != path_kind::complete) return;
             found.emplace_back(reinterpret_cast<const char*>(e.path), e.size);
             jpaths += std::string(jpaths.empty() ? "" : ",") + json_string(e.path, e.size);
@@ -269,17 +230,227 @@ int cmd_paths(maps& m, const std::vector<std::uint64_t>& inodes, bool json) {
     return rc;
 }
 
-int cmd_refcount(maps& m, const std::vector<std::uint64_t>& blocks, bool json) {
+template <class RC>
+int cmd_refcount(RC& rcm, const std::vector<std::uint64_t>& blocks, bool json) {
     std::string js = "{\"refcounts\":[";
     if (!json) std::printf("Block\tRefcount\n");
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-        auto c = m.rc->refcount_of(blocks[i]);
+        auto c = rcm.refcount_of(blocks[i]);
         if (!c) return damaged;
         if (json) js += std::string(i ? "," : "") + "{\"block\":" + std::to_string(blocks[i]) + ",\"refcount\":" + std::to_string(*c) + "}";
         else std::printf("%" PRIu64 "\t%" PRIu32 "\n", blocks[i], *c);
     }
     if (json) std::printf("%s]}\n", js.c_str());
     return ok;
+}
+
+// owner / paths / refcount: from the stored maps when they are there and
+// fresh, else from maps built in memory (said on stderr).
+int cmd_query(const std::string& cmd, const char* path, const std::vector<std::uint64_t>& nums, bool json) {
+    ext2_filsys fs = nullptr;
+    if (int rc = open_image(path, fs)) return rc;
+    struct closer {
+        ext2_filsys* fs;
+        ~closer() { ext2fs_close_free(fs); }
+    } close_fs{&fs};
+    auto run = [&](auto& rm, auto& rc, auto& pm) {
+        if (cmd == "owner") return cmd_owner(rm, nums, json);
+        if (cmd == "paths") return cmd_paths(pm, nums, json);
+        return cmd_refcount(rc, nums, json);
+    };
+    {
+        stored_maps sm;
+        std::string why;
+        const errc e = sm.open(fs, why);
+        if (e == errc::ok && !sm.stale()) return run(sm.rm(), sm.rc(), sm.pm());
+        if (e == errc::ok) why = "they are stale (the filesystem changed since they were built)";
+        std::fprintf(stderr, "jbtree-e2fs: %s: not using stored maps: %s: building them in memory\n", path, why.c_str());
+    }
+    memory_maps m;
+    if (int rc = build_in_memory(path, fs, m)) return rc;
+    return run(*m.rm, *m.rc, *m.pm);
+}
+
+struct build_progress {
+    bool tty = false;
+    std::uint64_t writes = 0;
+    std::uint64_t kill_after = 0; // JBTREE_E2FS_KILL_AFTER_WRITES: a crash test
+};
+
+void on_build_write(void* ctx, std::uint64_t, std::uint32_t) {
+    auto* p = static_cast<build_progress*>(ctx);
+    if (p->kill_after && ++p->writes >= p->kill_after) _exit(137); // as SIGKILL: unflushed writes are lost
+}
+
+int cmd_build(const char* path, bool json) {
+    build_progress prog;
+    prog.tty = isatty(2);
+    if (const char* k = std::getenv("JBTREE_E2FS_KILL_AFTER_WRITES")) {
+        std::uint64_t v = 0;
+        if (!parse_u64(k, v)) return usage_error("JBTREE_E2FS_KILL_AFTER_WRITES is not a number");
+        prog.kill_after = v;
+    }
+    ext2fs_adapter::build_hooks hooks;
+    hooks.progress = [](void*, std::uint64_t d, std::uint64_t t) { scan_progress(d, t); };
+    hooks.before_write = &on_build_write;
+    hooks.ctx = &prog;
+    ext2fs_adapter::build_report rep;
+    std::string why;
+    const errc e = ext2fs_adapter::build_stored_maps(path, rep, why, hooks);
+    if (e != errc::ok) {
+        std::fprintf(stderr, "jbtree-e2fs: %s: build refused or failed: %s\n", path, why.c_str());
+        if (json) std::printf("{\"built\":false,\"error\":%s}\n", json_string(why).c_str());
+        return e == errc::io || e == errc::busy ? cannot_open : damaged;
+    }
+    if (json) {
+        std::printf("{\"built\":true,\"inodes\":%" PRIu64 ",\"directories\":%" PRIu64 ",\"rmap_records\":%" PRIu64
+                    ",\"refcount_records\":%" PRIu64 ",\"parent_records\":%" PRIu64 ",\"map_file\":{\"inode\":5,\"first\":%" PRIu64
+                    ",\"blocks\":%" PRIu64 "},\"nodes\":%" PRIu64 ",\"journaled_fs_blocks\":%" PRIu32 ",\"replaced\":%s}\n",
+                    rep.inodes, rep.directories, rep.rmap_records, rep.refcount_records, rep.parent_records, rep.first,
+                    rep.blocks, rep.nodes, rep.journaled, rep.replaced ? "true" : "false");
+        return ok;
+    }
+    std::printf("%s: maps built from %" PRIu64 " inodes (%" PRIu64 " directories): %" PRIu64 " rmap, %" PRIu64
+                " refcount, %" PRIu64 " parent pointer records\n",
+                path, rep.inodes, rep.directories, rep.rmap_records, rep.refcount_records, rep.parent_records);
+    std::printf("%s: stored in inode 5, blocks %" PRIu64 "-%" PRIu64 " (%" PRIu64 " tree blocks)%s; committed through the "
+                "image's journal with %" PRIu32 " filesystem blocks\n",
+                path, rep.first, rep.first + rep.blocks - 1, rep.nodes, rep.replaced ? ", replacing the old maps" : "",
+                rep.journaled);
+    return ok;
+}
+
+// check: the stored trees, their blocks, and both ways against a scan.
+int cmd_check(const char* path, bool json) {
+    ext2_filsys fs = nullptr;
+    if (int rc = open_image(path, fs)) return rc;
+    struct closer {
+        ext2_filsys* fs;
+        ~closer() { ext2fs_close_free(fs); }
+    } close_fs{&fs};
+    std::vector<std::string> problems;
+    std::string info;
+    auto finish = [&](int rc, const char* state) {
+        if (json) {
+            std::string js = std::string("{\"image\":") + json_string(path) + ",\"maps\":\"" + state + "\",\"clean\":" +
+                             (rc == ok ? "true" : "false") + ",\"problems\":[";
+            for (std::size_t i = 0; i < problems.size(); ++i) js += (i ? "," : "") + json_string(problems[i]);
+            std::printf("%s]%s}\n", js.c_str(), info.c_str());
+        } else {
+            for (const std::string& p : problems) std::printf("%s: problem: %s\n", path, p.c_str());
+            std::printf("%s: %s\n", path, rc == ok ? "maps clean" : rc == not_found ? "no maps stored" : "maps NOT clean");
+        }
+        return rc;
+    };
+    stored_maps sm;
+    std::string why;
+    const errc e = sm.open(fs, why);
+    if (e == errc::not_found) {
+        problems.push_back(why);
+        return finish(not_found, "absent");
+    }
+    if (e == errc::busy) {
+        problems.push_back(why);
+        return finish(cannot_open, "unreadable");
+    }
+    if (e != errc::ok) {
+        problems.push_back(why);
+        return finish(damaged, "damaged");
+    }
+    const auto& st = sm.stored_stamp();
+    const auto& now = sm.current_stamp();
+    if (sm.stale()) {
+        std::string d = "stale: the filesystem changed since the build (";
+        if (st.mnt_count.get() != now.mnt_count.get() || st.fs_mtime.get() != now.fs_mtime.get()) d += "mounted since; ";
+        if (st.fs_wtime.get() != now.fs_wtime.get()) d += "superblock written since; ";
+        if (st.free_blocks.get() != now.free_blocks.get() || st.free_inodes.get() != now.free_inodes.get() ||
+            st.gdt_crc.get() != now.gdt_crc.get())
+            d += "allocation changed; ";
+        d.resize(d.size() - 2);
+        problems.push_back(d + "): run jbtree-e2fs build");
+    }
+    // The trees themselves.
+    auto rv = sm.rm().verify();
+    auto cv = sm.rc().verify();
+    auto pv = sm.pm().verify();
+    if (!rv.clean()) problems.push_back("the rmap tree fails verification (" + std::to_string(rv.tree.problem_count + rv.problem_count) + " problems)");
+    if (!cv.clean()) problems.push_back("the refcount tree fails verification (" + std::to_string(cv.tree.problem_count + cv.problem_count) + " problems)");
+    if (!pv.clean()) problems.push_back("the parent pointer tree fails verification (" + std::to_string(pv.tree.problem_count + pv.problem_count) + " problems)");
+    const bool trees_ok = rv.clean() && cv.clean() && pv.clean();
+    if (trees_ok) {
+        std::vector<unsigned char> seen((sm.vol().end_block() - sm.vol().data_start() + 7) / 8);
+        auto own = check_ownership(sm.vol(), seen.data(), seen.size(), sm.rm().tree(), sm.rc().tree(), sm.pm().tree());
+        if (!own.clean())
+            problems.push_back("the maps' volume accounts its blocks wrongly (" + std::to_string(own.problem_count) +
+                               " problems: leaked, unallocated or doubly owned nodes)");
+    }
+    // Both ways against the filesystem.
+    std::uint64_t rmap_missing = 0, rmap_extra = 0, pp_diff = 0, rc_diff = 0;
+    if (trees_ok) {
+        ext2fs_adapter::scan_result r;
+        if (int rc = scan_image(path, fs, r)) {
+            problems.push_back("the filesystem cannot be scanned");
+            return finish(rc, "present");
+        }
+        std::vector<rmap_record> stored;
+        if (sm.rm().for_each([&](const rmap_record& x) {
+                stored.push_back(x);
+                return true;
+            }) != errc::ok) {
+            problems.push_back("the rmap cannot be read");
+            return finish(damaged, "damaged");
+        }
+        auto less = [](const rmap_record& a, const rmap_record& b) {
+            return std::tie(a.start, a.owner, a.offset, a.length, a.flags) < std::tie(b.start, b.owner, b.offset, b.length, b.flags);
+        };
+        std::sort(r.rmap.begin(), r.rmap.end(), less);
+        std::sort(stored.begin(), stored.end(), less);
+        std::vector<rmap_record> miss, extra;
+        std::set_difference(r.rmap.begin(), r.rmap.end(), stored.begin(), stored.end(), std::back_inserter(miss), less);
+        std::set_difference(stored.begin(), stored.end(), r.rmap.begin(), r.rmap.end(), std::back_inserter(extra), less);
+        rmap_missing = miss.size(), rmap_extra = extra.size();
+        auto show = [](const rmap_record& x) {
+            return "blocks " + std::to_string(x.start) + "+" + std::to_string(x.length) + " owner " + owner_name(x.owner);
+        };
+        if (!miss.empty())
+            problems.push_back(std::to_string(miss.size()) + " filesystem extents missing from the rmap (first: " + show(miss[0]) + ")");
+        if (!extra.empty())
+            problems.push_back(std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " + show(extra[0]) + ")");
+        std::vector<std::uint64_t> ends(ext2fs_adapter::map_sweep_capacity);
+        auto src = sm.rm().extents();
+        auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [](std::uint64_t, std::uint64_t, std::uint32_t, std::uint32_t) {});
+        if (!cc) problems.push_back(std::string("refcount cross-check failed: ") + describe(cc.error()));
+        else if (*cc) problems.push_back(std::to_string(*cc) + " refcount stretches disagree with the rmap");
+        rc_diff = cc ? *cc : 0;
+        std::set<std::tuple<std::uint64_t, std::uint64_t, std::string>> entries;
+        for (const auto& l : r.links) entries.emplace(l.child, l.parent, l.name);
+        std::string first_pp;
+        auto pc = sm.pm().cross_check(
+            [&](auto&& visit) {
+                for (const auto& l : r.links)
+                    if (!visit(l.child, l.parent, l.parent_gen, name_ref(l.name.data(), l.name.size()))) break;
+            },
+            [&](std::uint64_t c, std::uint64_t p, name_ref n) {
+                return entries.count({c, p, std::string(reinterpret_cast<const char*>(n.data), n.size)}) != 0;
+            },
+            [&](dirent_mismatch m, std::uint64_t c, std::uint64_t p, name_ref n) {
+                if (first_pp.empty())
+                    first_pp = std::string(describe(m)) + ": inode " + std::to_string(c) + " in directory " + std::to_string(p) +
+                               " as \"" + std::string(reinterpret_cast<const char*>(n.data), n.size) + "\"";
+            });
+        if (!pc) problems.push_back(std::string("parent pointer cross-check failed: ") + describe(pc.error()));
+        else if (*pc) problems.push_back(std::to_string(*pc) + " parent pointers disagree with the directories (first: " + first_pp + ")");
+        pp_diff = pc ? *pc : 0;
+    }
+    info = ",\"stale\":" + std::string(sm.stale() ? "true" : "false") + ",\"records\":{\"rmap\":" +
+           std::to_string(sm.rm().size()) + ",\"refcount\":" + std::to_string(sm.rc().size()) + ",\"parent\":" +
+           std::to_string(sm.pm().size()) + "},\"rmap_missing\":" + std::to_string(rmap_missing) + ",\"rmap_extra\":" +
+           std::to_string(rmap_extra) + ",\"refcount_mismatches\":" + std::to_string(rc_diff) + ",\"parent_mismatches\":" +
+           std::to_string(pp_diff);
+    if (!json)
+        std::printf("%s: stored maps: %" PRIu64 " rmap, %" PRIu64 " refcount, %" PRIu64 " parent pointer records in blocks %" PRIu64 "-%" PRIu64 "\n",
+                    path, sm.rm().size(), sm.rc().size(), sm.pm().size(), sm.file().first, sm.file().first + sm.file().blocks - 1);
+    return finish(problems.empty() ? ok : damaged, "present");
 }
 
 // Replay the journal with jbtree's recovery, then finish the ext4
@@ -379,11 +550,11 @@ int main(int argc, char** argv) {
             if (!parse_u64(args[i], v)) return usage_error((std::string("not a number: ") + args[i]).c_str());
             nums.push_back(v);
         }
-        maps m;
-        if (int rc = build_in_memory(args[0], m)) return rc;
-        if (cmd == "owner") return cmd_owner(m, nums, json);
-        if (cmd == "paths") return cmd_paths(m, nums, json);
-        return cmd_refcount(m, nums, json);
+        return cmd_query(cmd, args[0], nums, json);
+    }
+    if (cmd == "build" || cmd == "check") {
+        if (args.size() != 1) return usage_error((cmd + " takes one IMAGE").c_str());
+        return cmd == "build" ? cmd_build(args[0], json) : cmd_check(args[0], json);
     }
     if (cmd == "replay") {
         if (args.size() != 1 || json) return usage_error("replay takes one IMAGE");

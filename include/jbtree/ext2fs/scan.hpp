@@ -14,7 +14,8 @@
 //   - the journal inode's blocks under rmap_owner::journal, the resize
 //     inode's (reserved GDT blocks and its indirect block) under
 //     rmap_owner::reserved_gdt, the bad-blocks inode's under
-//     rmap_owner::unknown;
+//     rmap_owner::unknown; the map file's (inode 5 marked by jbtree,
+//     map_file.hpp) under rmap_owner::jbtree;
 //   - per group: superblock copies and group descriptor blocks
 //     (rmap_owner::fs), block and inode bitmaps (rmap_owner::bitmaps), the
 //     inode table (rmap_owner::inode_table); the MMP block
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "jbtree/base/errc.hpp"
+#include "jbtree/ext2fs/map_file.hpp"
 #include "jbtree/maps/rmap.hpp"
 
 namespace jbtree::ext2fs_adapter {
@@ -178,6 +180,7 @@ template <class Progress>
         if (ino == fs->super->s_journal_inum) owner = rmap_owner::journal, offsetless = true;
         else if (ino == EXT2_RESIZE_INO) owner = rmap_owner::reserved_gdt, offsetless = true;
         else if (ino == EXT2_BAD_INO) owner = rmap_owner::unknown, offsetless = true;
+        else if (is_map_inode(ino, inode)) owner = rmap_owner::jbtree, offsetless = true;
         if (ext2fs_inode_has_valid_blocks2(fs, &inode)) {
             detail::block_walk w{fs, &out.rmap, owner, offsetless};
             e = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY, nullptr, detail::collect_block, &w);

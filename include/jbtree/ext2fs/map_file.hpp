@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT
+// jbtree: where an ext4 image keeps its jbtree maps, and how to recognise
+// them (docs/format.md section 8, docs/e2fsprogs.md).
+//
+// The maps live in one jbtree volume (external journal: the image's own
+// jbd2 journal) that fills the blocks of the *map file*: the reserved
+// inode 5 (EXT2_BOOT_LOADER_INO), made a regular, extent-mapped file whose
+// blocks are one physically contiguous run [first, first + blocks), its
+// i_generation set to map_inode_marker. e2fsck checks a reserved inode's
+// blocks like any file's (they are counted as in use, owned once, inside
+// the filesystem), does not look inside, and needs no directory entry for
+// it; the kernel never reads inode 5 (only EXT4_IOC_SWAP_BOOT does, and an
+// image whose inode 5 is in use for that is refused: "foreign").
+//
+// The volume's owner_data holds a map_stamp: what the filesystem looked
+// like right after the build, so that a later change of the filesystem
+// (a mount, a write through libext2fs, a repair) shows the maps as stale.
+//
+// Needs libext2fs (pkg-config ext2fs); not part of the freestanding core.
+#pragma once
+
+#include <ext2fs/ext2fs.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "jbtree/base/crc32c.hpp"
+#include "jbtree/base/endian.hpp"
+#include "jbtree/base/errc.hpp"
+#include "jbtree/volume/volume.hpp"
+
+namespace jbtree::ext2fs_adapter {
+
+inline constexpr ext2_ino_t map_inode = EXT2_BOOT_LOADER_INO;
+inline constexpr std::uint32_t map_inode_marker = 0x4A425452u; // i_generation, "JBTR"
+// The map file's extents stay in the inode (4 extents of at most 32768
+// blocks): no extent-tree block outside the run.
+inline constexpr std::uint64_t map_file_max_blocks = 4u * 32768u;
+
+// Tree slots of the maps' volume.
+inline constexpr std::uint32_t map_slot_rmap = 0, map_slot_refcount = 1, map_slot_parent = 2;
+
+// The volume's owner_data (64 bytes, little-endian).
+struct map_stamp {
+    le32 magic;          // 0x00 map_stamp_magic
+    le32 version;        // 0x04 1
+    le64 fs_wtime;       // 0x08 s_wtime (with s_wtime_hi) after the build
+    le64 fs_mtime;       // 0x10 s_mtime (with s_mtime_hi): the last mount
+    le64 kbytes_written; // 0x18 s_kbytes_written
+    le64 free_blocks;    // 0x20 free blocks count
+    le32 free_inodes;    // 0x28 free inodes count
+    le32 mnt_count;      // 0x2C s_mnt_count
+    le32 gdt_crc;        // 0x30 crc32c of every group descriptor
+    le32 reserved;       // 0x34
+    le64 built_at;       // 0x38 when the build committed (seconds since the epoch)
+};
+static_assert(sizeof(map_stamp) == volume_owner_data_size);
+inline constexpr std::uint32_t map_stamp_magic = 0x3445424Au; // "JBE4"
+
+// The filesystem's state as a stamp (built_at left 0).
+[[nodiscard]] inline map_stamp stamp_of(ext2_filsys fs) noexcept {
+    ext2_super_block* s = fs->super; // libext2fs's accessors take it non-const
+    map_stamp m{};
+    m.magic.set(map_stamp_magic);
+    m.version.set(1);
+    m.fs_wtime.set(s->s_wtime | (std::uint64_t{s->s_wtime_hi} << 32));
+    m.fs_mtime.set(s->s_mtime | (std::uint64_t{s->s_mtime_hi} << 32));
+    m.kbytes_written.set(s->s_kbytes_written);
+    m.free_blocks.set(ext2fs_free_blocks_count(s));
+    m.free_inodes.set(s->s_free_inodes_count);
+    m.mnt_count.set(s->s_mnt_count);
+    std::uint32_t c = ~0u;
+    const std::size_t desc = EXT2_DESC_SIZE(s);
+    for (dgrp_t g = 0; g < fs->group_desc_count; ++g)
+        c = crc32c_raw(c, reinterpret_cast<const unsigned char*>(ext2fs_group_desc(fs, fs->group_desc, g)), desc);
+    m.gdt_crc.set(c);
+    return m;
+}
+
+// Does the stored stamp still describe the filesystem? (Everything but
+// built_at must be equal.)
+[[nodiscard]] inline bool stamp_matches(const map_stamp& stored, const map_stamp& now) noexcept {
+    return stored.magic.get() == now.magic.get() && stored.version.get() == now.version.get() &&
+           stored.fs_wtime.get() == now.fs_wtime.get() && stored.fs_mtime.get() == now.fs_mtime.get() &&
+           stored.kbytes_written.get() == now.kbytes_written.get() &&
+           stored.free_blocks.get() == now.free_blocks.get() && stored.free_inodes.get() == now.free_inodes.get() &&
+           stored.mnt_count.get() == now.mnt_count.get() && stored.gdt_crc.get() == now.gdt_crc.get();
+}
+
+enum class map_file_state : std::uint8_t {
+    absent,  // inode 5 unused: no maps stored
+    present, // a map file: [first, first + blocks), its first block a volume superblock
+    foreign, // inode 5 is in use by something else: left alone
+    damaged, // marked as the map file, but its inode or mapping is wrong
+};
+
+[[nodiscard]] constexpr const char* describe(map_file_state s) noexcept {
+    switch (s) {
+    case map_file_state::absent: return "no maps stored";
+    case map_file_state::present: return "maps stored";
+    case map_file_state::foreign: return "inode 5 is in use by something other than jbtree";
+    case map_file_state::damaged: return "the map file (inode 5) is damaged";
+    }
+    return "unknown";
+}
+
+struct map_file {
+    map_file_state state = map_file_state::absent;
+    std::uint64_t first = 0;  // first block (the volume superblock)
+    std::uint64_t blocks = 0; // length of the run
+    const char* problem = ""; // for damaged: what is wrong
+};
+
+// Is this inode (read by the caller) marked as the map file?
+[[nodiscard]] inline bool is_map_inode(ext2_ino_t ino, const ext2_inode& inode) noexcept {
+    return ino == map_inode && inode.i_generation == map_inode_marker && LINUX_S_ISREG(inode.i_mode);
+}
+
+// Find the map file: read inode 5 and walk its extents; `present` also
+// needs a volume superblock magic at the first block (the volume checks the
+// rest when it opens). errc::io (and *ext2_error) when libext2fs fails.
+[[nodiscard]] inline errc locate_map_file(ext2_filsys fs, map_file& out, errcode_t* ext2_error = nullptr) noexcept {
+    out = map_file{};
+    auto fail = [&](errcode_t e) noexcept {
+        if (ext2_error) *ext2_error = e;
+        return errc::io;
+    };
+    auto damaged = [&](const char* why) noexcept {
+        out.state = map_file_state::damaged;
+        out.problem = why;
+        return errc::ok;
+    };
+    ext2_inode inode{};
+    if (errcode_t e = ext2fs_read_inode(fs, map_inode, &inode)) return fail(e);
+    if (!is_map_inode(map_inode, inode)) {
+        bool empty = inode.i_mode == 0 && inode.i_blocks == 0 && inode.i_links_count == 0;
+        out.state = empty ? map_file_state::absent : map_file_state::foreign;
+        return errc::ok;
+    }
+    if (!(inode.i_flags & EXT4_EXTENTS_FL)) return damaged("not extent-mapped");
+    const std::uint64_t size = EXT2_I_SIZE(&inode), bs = fs->blocksize, nblocks = ext2fs_blocks_count(fs->super);
+    if (size == 0 || size % bs || size / bs > map_file_max_blocks) return damaged("size out of range");
+    ext2_extent_handle_t h = nullptr;
+    if (errcode_t e = ext2fs_extent_open2(fs, map_inode, &inode, &h)) {
+        if (e == EXT2_ET_EXTENT_HEADER_BAD || e == EXT2_ET_EXTENT_INDEX_BAD) return damaged("bad extent header");
+        return fail(e);
+    }
+    ext2fs_extent x{};
+    std::uint64_t first = 0, next = 0;
+    const char* why = nullptr;
+    errcode_t e = ext2fs_extent_get(h, EXT2_EXTENT_ROOT, &x);
+    for (; e == 0; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT_LEAF, &x)) {
+        if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF)) continue;
+        if (next == 0) first = x.e_pblk;
+        if (x.e_lblk != next || x.e_pblk != first + next || (x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) || x.e_len == 0) {
+            why = "not one contiguous run of initialised blocks";
+            break;
+        }
+        next += x.e_len;
+    }
+    ext2fs_extent_free(h);
+    if (why) return damaged(why);
+    if (e && e != EXT2_ET_EXTENT_NO_NEXT && e != EXT2_ET_EXTENT_NO_DOWN) {
+        if (e == EXT2_ET_EXTENT_HEADER_BAD || e == EXT2_ET_EXTENT_INDEX_BAD) return damaged("bad extent tree");
+        return fail(e);
+    }
+    if (next * bs != size) return damaged("blocks do not cover its size");
+    if (first == 0 || first >= nblocks || next > nblocks - first) return damaged("blocks outside the filesystem");
+    std::unique_ptr<unsigned char[]> sb(new (std::nothrow) unsigned char[bs]);
+    if (!sb) return errc::no_memory;
+    if (errcode_t re = io_channel_read_blk64(fs->io, first, 1, sb.get())) return fail(re);
+    if (load_le<std::uint32_t>(sb.get()) != volume_magic) return damaged("no volume superblock in its first block");
+    out.state = map_file_state::present;
+    out.first = first;
+    out.blocks = next;
+    return errc::ok;
+}
+
+} // namespace jbtree::ext2fs_adapter

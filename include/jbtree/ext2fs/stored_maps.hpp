@@ -1,0 +1,628 @@
+// SPDX-License-Identifier: MIT
+// jbtree: the three maps of an ext4 image, loaded from a scan, stored in the
+// image (the map file, map_file.hpp) and opened again for queries.
+//
+//   load_maps(scan, rm, rc, pm, h)        bulk-load empty maps from a scan
+//   build_stored_maps(path, ...)          scan, build, store through the
+//                                         image's journal (what `jbtree-e2fs
+//                                         build` runs)
+//   stored_maps m; m.open(fs, why)        the stored maps of an open image
+//
+// How a build stays crash-safe (docs/e2fsprogs.md): the trees are built in
+// memory numbered as the blocks they will occupy, written straight to
+// blocks that are still free in the filesystem and flushed (ordered data:
+// nothing references them yet); then ONE transaction of the image's jbd2
+// journal carries every change that makes them reachable: libext2fs's
+// allocation of the map file (block bitmaps, group descriptors, superblock,
+// inode 5, through journaled_io) and the volume's bitmap and anchors. The
+// superblock is journaled with needs_recovery set and the flag is set on
+// disk before the first log block, cleared after the log is emptied, as the
+// kernel does. A crash before the commit block leaves the image as it was;
+// after it, replay (e2fsck, the kernel, `jbtree-e2fs replay`) finishes it.
+//
+// Hosted code: allocates (std::vector, std::string) and needs libext2fs,
+// like the scan; not part of the freestanding core.
+#pragma once
+
+#include <ext2fs/ext2fs.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "jbtree/base/errc.hpp"
+#include "jbtree/ext2fs/io_device.hpp"
+#include "jbtree/ext2fs/journal_extents.hpp"
+#include "jbtree/ext2fs/journaled_io.hpp"
+#include "jbtree/ext2fs/map_file.hpp"
+#include "jbtree/ext2fs/scan.hpp"
+#include "jbtree/hosted/owned_memory.hpp"
+#include "jbtree/journal/null_journal.hpp"
+#include "jbtree/maps/parent_map.hpp"
+#include "jbtree/maps/refcount_map.hpp"
+#include "jbtree/maps/rmap.hpp"
+#include "jbtree/storage/memory_storage.hpp"
+#include "jbtree/volume/volume.hpp"
+
+namespace jbtree::ext2fs_adapter {
+
+// Fill percent of bulk-loaded leaves: room for later updates.
+inline constexpr unsigned map_fill_percent = 90;
+// Capacity of the refcount sweep's heap: the most records overlapping one block.
+inline constexpr std::size_t map_sweep_capacity = 4096;
+
+// ---- loading maps from a scan ------------------------------------------------------------
+
+// Bulk-load three empty maps from a scan, in one handle: the rmap from the
+// records (plus `extra`, e.g. the map file itself, merged in key order),
+// the refcount map swept from that rmap, the parent pointers with keys as
+// add() makes them (name hash, then collision index). Links whose name a
+// parent pointer cannot hold are skipped (check reports them). `what` names
+// the map that failed.
+template <class S, class J>
+[[nodiscard]] errc load_maps(const scan_result& r, const std::vector<rmap_record>& extra, rmap<S, J>& rm,
+                             refcount_map<S, J>& rc, parent_map<S, J>& pm, typename J::handle& h,
+                             const char** what = nullptr) {
+    auto failed = [&](const char* w, errc e) {
+        if (what) *what = w;
+        return e;
+    };
+    std::vector<rmap_record> recs;
+    const std::vector<rmap_record>* src = &r.rmap;
+    if (!extra.empty()) {
+        recs.reserve(r.rmap.size() + extra.size());
+        recs = r.rmap;
+        recs.insert(recs.end(), extra.begin(), extra.end());
+        std::sort(recs.begin(), recs.end(), [](const rmap_record& a, const rmap_record& b) {
+            return rmap_traits::compare(a.key(), b.key()) < 0;
+        });
+        src = &recs;
+    }
+    std::size_t i = 0;
+    if (!src->empty()) {
+        const errc e = rm.tree().bulk_load(
+            h, src->size(),
+            [&](rmap_key& k, rmap_value& v) {
+                k = (*src)[i].key();
+                v = (*src)[i].value();
+                ++i;
+                return true;
+            },
+            map_fill_percent);
+        if (e != errc::ok) return failed("rmap", e);
+    }
+    std::vector<std::uint64_t> ends(map_sweep_capacity);
+    auto ext = rm.extents();
+    auto n = refcount_map<S, J>::rebuild_count(ext, {ends.data(), ends.size()});
+    if (!n) return failed("refcount", n.error());
+    if (const errc e = rc.rebuild_from_rmap(h, ext, {ends.data(), ends.size()}, *n, map_fill_percent); e != errc::ok)
+        return failed("refcount", e);
+    // Parent pointers: sort by (child, parent, hash, name); equal hashes of
+    // different names take the collision indexes 0, 1, ... in name order.
+    struct keyed {
+        parent_key k;
+        const scan_link* l;
+    };
+    std::vector<keyed> ks;
+    ks.reserve(r.links.size());
+    for (const scan_link& l : r.links) {
+        const name_ref name(l.name.data(), l.name.size());
+        if (!parent_map<S, J>::valid_name(name)) continue;
+        ks.push_back({parent_key{l.child, l.parent, parent_map<S, J>::name_hash(name), 0}, &l});
+    }
+    std::sort(ks.begin(), ks.end(), [](const keyed& a, const keyed& b) {
+        const int c = parent_map_traits<>::compare(a.k, b.k);
+        return c != 0 ? c < 0 : a.l->name < b.l->name;
+    });
+    std::vector<keyed> uniq;
+    uniq.reserve(ks.size());
+    for (const keyed& x : ks) {
+        if (!uniq.empty() && uniq.back().k.child == x.k.child && uniq.back().k.parent == x.k.parent &&
+            uniq.back().k.hash == x.k.hash) {
+            if (uniq.back().l->name == x.l->name) continue; // the same entry twice: a damaged directory
+            keyed y = x;
+            y.k.index = uniq.back().k.index + 1;
+            uniq.push_back(y);
+        } else {
+            uniq.push_back(x);
+        }
+    }
+    i = 0;
+    if (!uniq.empty()) {
+        const errc e = pm.tree().bulk_load(
+            h, uniq.size(),
+            [&](parent_key& k, parent_record& v) {
+                k = uniq[i].k;
+                v.parent_gen = uniq[i].l->parent_gen;
+                v.name_len = static_cast<std::uint16_t>(uniq[i].l->name.size());
+                std::memcpy(v.name, uniq[i].l->name.data(), v.name_len);
+                ++i;
+                return true;
+            },
+            map_fill_percent);
+        if (e != errc::ok) return failed("parent pointers", e);
+    }
+    return errc::ok;
+}
+
+// ---- the image's journal --------------------------------------------------------------
+
+// journal_options.log_state for an ext4 image: sets (live) or clears the
+// superblock's needs_recovery flag on disk, checksum included, and flushes.
+struct needs_recovery_flag {
+    io_device* dev = nullptr;
+    std::vector<unsigned char> buf;
+
+    static errc update(void* ctx, bool live) noexcept {
+        auto* self = static_cast<needs_recovery_flag*>(ctx);
+        io_device& d = *self->dev;
+        ext2_filsys fs = d.filesystem();
+        const std::uint32_t bs = d.block_size();
+        const std::uint64_t blk = SUPERBLOCK_OFFSET / bs; // block 1 with 1 KiB blocks, else 0
+        if (self->buf.size() != bs) return errc::invalid;
+        JBTREE_TRY(d.read_blocks(blk, 1, self->buf.data()));
+        auto* sb = reinterpret_cast<ext2_super_block*>(self->buf.data() + SUPERBLOCK_OFFSET % bs);
+        if (live) ext2fs_set_feature_journal_needs_recovery(sb);
+        else ext2fs_clear_feature_journal_needs_recovery(sb);
+        ext2fs_superblock_csum_set(fs, sb);
+        JBTREE_TRY(d.write_blocks(blk, 1, self->buf.data()));
+        return d.flush();
+    }
+};
+
+inline std::uint64_t realtime_ns(void*) noexcept {
+    timespec t{};
+    clock_gettime(CLOCK_REALTIME, &t);
+    return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+}
+
+// Journal memory for an image of block size bs whose maps' volume has
+// bitmap_blocks bitmap blocks.
+[[nodiscard]] inline hosted::journal_sizes image_journal_sizes(std::uint32_t bs, std::uint32_t bitmap_blocks) noexcept {
+    hosted::journal_sizes z;
+    z.block_size = bs;
+    z.cache_blocks = 2048;
+    z.max_transaction_blocks = 1024; // capped by open() at a quarter of the log
+    z.committed_capacity = 64;
+    z.staging_blocks = 64;
+    z.bitmap_blocks = bitmap_blocks ? bitmap_blocks : 1;
+    z.revoke_capacity = 1024;
+    return z;
+}
+
+// ---- the stored maps of an open image --------------------------------------------------------
+
+class stored_maps {
+public:
+    using volume_type = volume<io_device>;
+    using S = volume_type::storage;
+    using J = volume_type::journal_type;
+
+    stored_maps() = default;
+    stored_maps(const stored_maps&) = delete;
+    stored_maps& operator=(const stored_maps&) = delete;
+
+    // Open the maps stored in `fs` (opened read-only or read-write; only
+    // read here). errc::not_found: none stored (file().state says why,
+    // absent or foreign); errc::busy: the image's journal needs recovery
+    // first; errc::corrupted: the map file or its volume is damaged; errc::io:
+    // libext2fs failed. `why` says it in words.
+    [[nodiscard]] errc open(ext2_filsys fs, std::string& why) {
+        fs_ = fs;
+        errcode_t ee = 0;
+        if (const errc e = locate_map_file(fs, file_, &ee); e != errc::ok) {
+            why = std::string("inode 5: ") + error_message(ee);
+            return e;
+        }
+        if (file_.state == map_file_state::absent || file_.state == map_file_state::foreign) {
+            why = describe(file_.state);
+            return errc::not_found;
+        }
+        if (file_.state == map_file_state::damaged) {
+            why = std::string("the map file (inode 5) is damaged: ") + file_.problem;
+            return errc::corrupted;
+        }
+        if (ext2fs_has_feature_journal_needs_recovery(fs->super)) {
+            why = "the image's journal needs recovery (jbtree-e2fs replay, or e2fsck)";
+            return errc::busy;
+        }
+        std::uint32_t n = 0;
+        ext_.resize(64);
+        errc e = journal_extents(fs, ext_.data(), static_cast<std::uint32_t>(ext_.size()), n, &ee);
+        if (e == errc::range) {
+            ext_.resize(n * 2 + 64);
+            e = journal_extents(fs, ext_.data(), static_cast<std::uint32_t>(ext_.size()), n, &ee);
+        }
+        if (e != errc::ok) {
+            why = std::string("the image's journal: ") + describe(e);
+            return e == errc::not_supported ? errc::corrupted : e;
+        }
+        ext_.resize(n);
+        dev_.emplace(fs);
+        const std::uint64_t bits = std::uint64_t{fs->blocksize} * 8;
+        mem_.emplace(image_journal_sizes(fs->blocksize, static_cast<std::uint32_t>((file_.blocks + bits - 1) / bits)));
+        vol_.emplace(*dev_, mem_->volume());
+        volume_problem vp = volume_problem::none;
+        e = vol_->open({}, &vp, nullptr, volume_location{file_.first, ext_.data(), n});
+        if (e != errc::ok) {
+            why = std::string("the maps' volume: ") + describe(e) +
+                  (vp != volume_problem::none ? std::string(" (") + describe(vp) + ")" : std::string());
+            return e == errc::busy ? e : errc::corrupted;
+        }
+        if (vol_->block_count() != file_.blocks) {
+            why = "the maps' volume does not fill the map file";
+            return errc::corrupted;
+        }
+        std::memcpy(&stored_, vol_->owner_data(), sizeof stored_);
+        if (stored_.magic.get() != map_stamp_magic) {
+            why = "the maps' volume has no build stamp";
+            return errc::corrupted;
+        }
+        now_ = stamp_of(fs);
+        auto a0 = vol_->anchor(map_slot_rmap);
+        auto a1 = vol_->anchor(map_slot_refcount);
+        auto a2 = vol_->anchor(map_slot_parent);
+        if (!a0 || !a1 || !a2) {
+            why = "the maps' volume lacks a tree";
+            return errc::corrupted;
+        }
+        auto rm = rmap<S, J>::open(vol_->store(), vol_->journal(), *a0);
+        auto rc = refcount_map<S, J>::open(vol_->store(), vol_->journal(), *a1);
+        auto pm = parent_map<S, J>::open(vol_->store(), vol_->journal(), *a2);
+        if (!rm || !rc || !pm) {
+            why = "a tree's root cannot be read";
+            return errc::corrupted;
+        }
+        rm_.emplace(std::move(*rm));
+        rc_.emplace(std::move(*rc));
+        pm_.emplace(std::move(*pm));
+        return errc::ok;
+    }
+
+    [[nodiscard]] const map_file& file() const noexcept { return file_; }
+    // The filesystem changed since the build (its stamp differs).
+    [[nodiscard]] bool stale() const noexcept { return !stamp_matches(stored_, now_); }
+    [[nodiscard]] const map_stamp& stored_stamp() const noexcept { return stored_; }
+    [[nodiscard]] const map_stamp& current_stamp() const noexcept { return now_; }
+    [[nodiscard]] volume_type& vol() noexcept { return *vol_; }
+    [[nodiscard]] rmap<S, J>& rm() noexcept { return *rm_; }
+    [[nodiscard]] refcount_map<S, J>& rc() noexcept { return *rc_; }
+    [[nodiscard]] parent_map<S, J>& pm() noexcept { return *pm_; }
+
+private:
+    ext2_filsys fs_ = nullptr;
+    map_file file_{};
+    std::vector<jbd2::log_extent> ext_;
+    std::optional<io_device> dev_;
+    std::optional<hosted::owned_memory> mem_;
+    std::optional<volume_type> vol_;
+    map_stamp stored_{}, now_{};
+    // Last: they refer to the volume.
+    std::optional<rmap<S, J>> rm_;
+    std::optional<refcount_map<S, J>> rc_;
+    std::optional<parent_map<S, J>> pm_;
+};
+
+// ---- building the stored maps -------------------------------------------------------------
+
+struct build_report {
+    std::uint64_t inodes = 0, directories = 0;
+    std::uint64_t rmap_records = 0, refcount_records = 0, parent_records = 0;
+    std::uint64_t first = 0, blocks = 0; // the map file
+    std::uint64_t nodes = 0;             // tree blocks written
+    std::uint32_t journaled = 0;         // filesystem blocks libext2fs changed (in the commit)
+    bool replaced = false;               // an older map file was freed
+};
+
+// Test and progress hooks: progress(done, total) during the scan (inodes);
+// before_write(blk, n) before every block write of the build (a crash test
+// ends the process there).
+struct build_hooks {
+    void (*progress)(void* ctx, std::uint64_t done, std::uint64_t total) = nullptr;
+    void (*before_write)(void* ctx, std::uint64_t blk, std::uint32_t n) = nullptr;
+    void* ctx = nullptr;
+};
+
+namespace detail {
+
+// Blocks a map file needs for the scan's records, with room to spare.
+[[nodiscard]] inline std::uint64_t map_file_estimate(const scan_result& r, std::uint32_t bs) noexcept {
+    std::uint64_t bytes = r.rmap.size() * 48 + r.rmap.size() / 4 * 24 + 64;
+    for (const scan_link& l : r.links) bytes += 40 + l.name.size();
+    const std::uint64_t nodes = bytes * 100 / (std::uint64_t{bs} * 70) + 16;
+    const std::uint64_t bits = std::uint64_t{bs} * 8;
+    return nodes + 1 + (nodes + bits) / bits;
+}
+
+// Closes the filesystem without letting libext2fs write anything (every
+// change went through the journal).
+inline void close_without_writing(ext2_filsys& fs) noexcept {
+    if (!fs) return;
+    fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_CHANGED | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
+    ext2fs_close_free(&fs);
+}
+
+} // namespace detail
+
+// Scan the image at `path`, build the three maps and store them in it (the
+// map file replaces an older one). Nothing is written unless every check
+// passes; `why` says what was refused or failed. errc::not_supported: no
+// internal journal, no extents feature, bigalloc, or inode 5 foreign;
+// errc::busy: mounted, or the journal needs recovery; errc::corrupted:
+// the filesystem is marked with errors or not clean, or the scan found
+// damage; errc::no_space: no free contiguous run for the map file.
+[[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
+                                            const build_hooks& hooks = {}) {
+    rep = build_report{};
+    int mount_flags = 0;
+    if (errcode_t e = ext2fs_check_if_mounted(path, &mount_flags)) {
+        why = std::string("cannot tell whether it is mounted: ") + error_message(e);
+        return errc::io;
+    }
+    if (mount_flags & EXT2_MF_MOUNTED) {
+        why = "the filesystem is mounted";
+        return errc::busy;
+    }
+    ext2_filsys fs = nullptr;
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs)) {
+        why = std::string("cannot open read-write: ") + error_message(e);
+        return errc::io;
+    }
+    struct closer {
+        ext2_filsys* fs;
+        ~closer() { detail::close_without_writing(*fs); }
+    } close_fs{&fs};
+    ext2_super_block* sb = fs->super;
+    if (!ext2fs_has_feature_journal(sb) || sb->s_journal_inum == 0) {
+        why = "no internal journal: the maps are written through it (tune2fs -j adds one)";
+        return errc::not_supported;
+    }
+    if (!ext2fs_has_feature_extents(sb)) {
+        why = "the extents feature is needed for the map file";
+        return errc::not_supported;
+    }
+    if (ext2fs_has_feature_bigalloc(sb)) {
+        why = "bigalloc is not supported yet";
+        return errc::not_supported;
+    }
+    if (ext2fs_has_feature_journal_needs_recovery(sb)) {
+        why = "the journal needs recovery first (jbtree-e2fs replay, or e2fsck)";
+        return errc::busy;
+    }
+    if ((sb->s_state & EXT2_ERROR_FS) || !(sb->s_state & EXT2_VALID_FS)) {
+        why = "the filesystem is not clean (errors or not cleanly unmounted): run e2fsck first";
+        return errc::corrupted;
+    }
+    errcode_t ee = 0;
+    map_file old{};
+    if (const errc e = locate_map_file(fs, old, &ee); e != errc::ok) {
+        why = std::string("reading inode 5: ") + error_message(ee);
+        return e;
+    }
+    if (old.state == map_file_state::foreign) {
+        why = describe(old.state);
+        return errc::not_supported;
+    }
+    if (errcode_t e = ext2fs_read_bitmaps(fs)) {
+        why = std::string("reading the bitmaps: ") + error_message(e);
+        return errc::io;
+    }
+
+    // 1. Scan. The old map file's blocks are dropped: they are freed below.
+    scan_result r;
+    errc e = scan_filesystem(
+        fs, r,
+        [&](std::uint64_t d, std::uint64_t t) {
+            if (hooks.progress) hooks.progress(hooks.ctx, d, t);
+        },
+        &ee);
+    if (e != errc::ok) {
+        why = std::string("scan: ") + describe(e) + (ee ? std::string(": ") + error_message(ee) : std::string());
+        return e == errc::corrupted ? errc::corrupted : errc::io;
+    }
+    std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
+    rep.inodes = r.inodes;
+    rep.directories = r.directories;
+
+    // 2. Build the trees in memory, numbered as the run they will fill.
+    const std::uint32_t bs = fs->blocksize;
+    const std::uint64_t bits = std::uint64_t{bs} * 8;
+    unsigned char uuid[16];
+    std::memcpy(uuid, sb->s_uuid, 16);
+    const std::uint32_t seed = crc32c_raw(~0u, uuid, 16);
+    using MS = memory_storage<>;
+    using MJ = null_journal<MS>;
+    std::optional<MS> ms;
+    std::optional<MJ> mj;
+    std::uint64_t N = std::min<std::uint64_t>(detail::map_file_estimate(r, bs), map_file_max_blocks);
+    blk64_t first = 0;
+    std::uint64_t data_start = 0, bm = 0;
+    std::optional<rmap<MS, MJ>> rm;
+    std::optional<refcount_map<MS, MJ>> rc;
+    std::optional<parent_map<MS, MJ>> pm;
+    for (int attempt = 0;; ++attempt) {
+        blk64_t len = 0;
+        if (errcode_t ne = ext2fs_new_range(fs, EXT2_NEWRANGE_MIN_LENGTH, sb->s_first_data_block, N, nullptr,
+                                            &first, &len)) {
+            why = "no free run of " + std::to_string(N) + " contiguous blocks for the maps: " + error_message(ne);
+            return errc::no_space;
+        }
+        bm = (N + bits - 1) / bits;
+        data_start = first + 1 + bm;
+        rm.reset(), rc.reset(), pm.reset(), mj.reset();
+        ms.emplace(memory_storage_options{bs, true, seed, N - 1 - bm, data_start});
+        mj.emplace(*ms);
+        auto a = rmap<MS, MJ>::create(*ms, *mj, 1);
+        auto b = refcount_map<MS, MJ>::create(*ms, *mj, 2);
+        auto c = parent_map<MS, MJ>::create(*ms, *mj, 3);
+        if (!a || !b || !c) {
+            why = "cannot create the maps";
+            return errc::no_memory;
+        }
+        rm.emplace(std::move(*a)), rc.emplace(std::move(*b)), pm.emplace(std::move(*c));
+        auto h = mj->start(unlimited_credits);
+        if (!h) return h.error();
+        const char* what = "";
+        e = load_maps(r, {rmap_record{first, N, rmap_owner::jbtree, 0, 0}}, *rm, *rc, *pm, *h, &what);
+        if (e == errc::ok) break;
+        if (e != errc::no_space || N == map_file_max_blocks || attempt == 4) {
+            why = std::string("building the ") + what + " map: " + describe(e);
+            return e;
+        }
+        N = std::min<std::uint64_t>(N * 2, map_file_max_blocks);
+    }
+    rep.rmap_records = rm->size();
+    rep.refcount_records = rc->size();
+    rep.parent_records = pm->size();
+    rep.first = first;
+    rep.blocks = N;
+    rep.nodes = ms->end_block() - data_start;
+    rep.replaced = old.state != map_file_state::absent;
+
+    // 3. The volume and the nodes, straight to the free run, flushed.
+    io_device dev(fs);
+    dev.set_write_observer(hooks.before_write, hooks.ctx);
+    std::vector<jbd2::log_extent> ext(64);
+    std::uint32_t next = 0;
+    e = journal_extents(fs, ext.data(), static_cast<std::uint32_t>(ext.size()), next, &ee);
+    if (e == errc::range) {
+        ext.resize(next * 2 + 64);
+        e = journal_extents(fs, ext.data(), static_cast<std::uint32_t>(ext.size()), next, &ee);
+    }
+    if (e != errc::ok) {
+        why = std::string("the journal inode: ") + describe(e);
+        return e;
+    }
+    std::vector<unsigned char> scratch(bs);
+    volume_geometry g;
+    g.first_block = first;
+    g.block_count = N;
+    g.external_journal = true;
+    std::memcpy(g.uuid, uuid, 16);
+    if ((e = stored_maps::volume_type::create(dev, g, scratch.data())) != errc::ok) {
+        why = std::string("writing the maps' volume: ") + describe(e);
+        return e;
+    }
+    {
+        constexpr std::uint32_t batch = 64;
+        std::vector<unsigned char> run(std::size_t{bs} * batch);
+        for (std::uint64_t b = data_start; b < ms->end_block();) {
+            const std::uint32_t k = static_cast<std::uint32_t>(std::min<std::uint64_t>(batch, ms->end_block() - b));
+            for (std::uint32_t i = 0; i < k; ++i) std::memcpy(run.data() + std::size_t{i} * bs, ms->raw_block(b + i), bs);
+            if ((e = dev.write_blocks(b, k, run.data())) != errc::ok) {
+                why = std::string("writing the maps: ") + describe(e);
+                return e;
+            }
+            b += k;
+        }
+        if ((e = dev.flush()) != errc::ok) {
+            why = std::string("flushing the maps: ") + describe(e);
+            return e;
+        }
+    }
+
+    // 4. One transaction: the filesystem's allocation of the map file and
+    //    the volume's bitmap and anchors.
+    needs_recovery_flag flag{&dev, std::vector<unsigned char>(bs)};
+    jbd2::journal_options opt;
+    opt.clock_ns = &realtime_ns;
+    opt.log_state = &needs_recovery_flag::update;
+    opt.log_state_ctx = &flag;
+    hosted::owned_memory mem(image_journal_sizes(bs, static_cast<std::uint32_t>(bm)));
+    stored_maps::volume_type v(dev, mem.volume());
+    volume_problem vp = volume_problem::none;
+    if ((e = v.open(opt, &vp, nullptr, volume_location{first, ext.data(), next})) != errc::ok) {
+        why = std::string("opening the maps' volume on the image's journal: ") + describe(e) + " (" + describe(vp) + ")";
+        return e;
+    }
+    if ((e = v.claim(data_start, rep.nodes)) != errc::ok || (e = v.set_anchor(map_slot_rmap, rm->anchor())) != errc::ok ||
+        (e = v.set_anchor(map_slot_refcount, rc->anchor())) != errc::ok ||
+        (e = v.set_anchor(map_slot_parent, pm->anchor())) != errc::ok) {
+        why = std::string("recording the trees in the volume: ") + describe(e);
+        return e;
+    }
+    auto h = v.start(v.max_handle_credits());
+    if (!h) {
+        why = std::string("starting the transaction: ") + describe(h.error());
+        return h.error();
+    }
+    errcode_t fe = 0;
+    const char* step = "";
+    {
+        journaled_io<stored_maps::J> jio(fs, v.journal(), *h);
+        if ((e = jio.install()) != errc::ok) {
+            why = "cannot route libext2fs's writes into the journal";
+            return e;
+        }
+        ext2_inode inode{};
+        const std::uint64_t now = static_cast<std::uint64_t>(time(nullptr));
+        do {
+            step = "freeing the old map file";
+            if (old.state != map_file_state::absent) {
+                if ((fe = ext2fs_read_inode(fs, map_inode, &inode))) break;
+                if ((fe = ext2fs_punch(fs, map_inode, &inode, nullptr, 0, ~0ULL))) break;
+            }
+            step = "writing inode 5";
+            inode = ext2_inode{};
+            inode.i_mode = LINUX_S_IFREG | 0400;
+            inode.i_links_count = 1;
+            inode.i_generation = map_inode_marker;
+            inode.i_atime = inode.i_ctime = inode.i_mtime = static_cast<__u32>(now);
+            inode.i_flags = EXT4_EXTENTS_FL;
+            if ((fe = ext2fs_write_new_inode(fs, map_inode, &inode))) break;
+            step = "allocating the map file";
+            if ((fe = ext2fs_fallocate(fs, EXT2_FALLOCATE_FORCE_INIT, map_inode, nullptr, first, 0, N))) break;
+            step = "setting the map file's size";
+            if ((fe = ext2fs_read_inode(fs, map_inode, &inode))) break;
+            if ((fe = ext2fs_inode_size_set(fs, &inode, N * bs))) break;
+            if ((fe = ext2fs_write_inode(fs, map_inode, &inode))) break;
+            step = "writing the bitmaps, descriptors and superblock";
+            ext2fs_set_feature_journal_needs_recovery(fs->super); // the journaled copy says: replay me
+            ext2fs_mark_super_dirty(fs);
+            fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as the kernel: backups untouched
+            if ((fe = ext2fs_flush2(fs, EXT2_FLAG_FLUSH_NO_SYNC))) break;
+            step = "";
+        } while (false);
+        rep.journaled = jio.journaled();
+        if (jio.error() != errc::ok) {
+            why = std::string(step) + ": the transaction is full or the journal failed: " + describe(jio.error());
+            return jio.error();
+        }
+    }
+    if (fe) {
+        why = std::string(step) + ": " + error_message(fe);
+        return errc::io;
+    }
+    // The allocation must be exactly the run the trees were numbered for.
+    map_file now_file{};
+    {
+        // locate reads through fs->io: the journaled blocks are in the
+        // journal's cache, so look through it once more.
+        journaled_io<stored_maps::J> jio(fs, v.journal(), *h);
+        if (jio.install() != errc::ok || locate_map_file(fs, now_file, &ee) != errc::ok ||
+            now_file.state != map_file_state::present || now_file.first != first || now_file.blocks != N) {
+            why = "libext2fs did not allocate the planned run for the map file";
+            return errc::no_space;
+        }
+    }
+    if ((e = v.stop(*h)) != errc::ok) return e;
+    map_stamp st = stamp_of(fs);
+    st.built_at.set(static_cast<std::uint64_t>(time(nullptr)));
+    v.set_owner_data(reinterpret_cast<const unsigned char*>(&st));
+    if ((e = v.commit()) != errc::ok) {
+        why = std::string("commit: ") + describe(e);
+        return e;
+    }
+    // 5. Checkpoint, empty the log, clear needs_recovery.
+    if ((e = v.close()) != errc::ok) {
+        why = std::string("checkpoint: ") + describe(e) + ": the build is committed in the journal; replay it";
+        return e;
+    }
+    return errc::ok;
+}
+
+} // namespace jbtree::ext2fs_adapter
