@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: the GCC ASan/UBSan build's unit tests, the libFuzzer
-# targets (clang) for FUZZ_SECONDS each, and the release quickstart.
+# targets (clang) for FUZZ_SECONDS each, the release quickstart and the ext4
+# demo (scripts/e2fs_demo.sh).
 # Ends with one line "tests: N passed, N failed[, N skipped]"; exits non-zero
 # if anything failed.
 set -euo pipefail
@@ -98,14 +99,23 @@ else
     fail "build/fuzz: configure or compile"
 fi
 
-# ---- (c) GCC release build of the examples: the quickstart ------------------
-echo "==> build/release (g++, release): quickstart"
+# ---- (c) GCC release build of the examples: quickstart and the ext4 demo ----
+echo "==> build/release (g++, release): quickstart, ext4 demo"
 if jbtree_build_release; then
     if build/release/examples/jbtree-quickstart; then
         passed=$((passed + 1))
     else
         fail "release quickstart"
     fi
+    demo_dir=$(mktemp -d /tmp/jbtree-demo-XXXXXX)
+    if bash scripts/e2fs_demo.sh build/release/tools/jbtree-e2fs "$demo_dir" >"$demo_dir.log" 2>&1; then
+        passed=$((passed + 1))
+        tail -n 3 "$demo_dir.log"
+    else
+        tail -n 40 "$demo_dir.log"
+        fail "ext4 demo (scripts/e2fs_demo.sh)"
+    fi
+    rm -rf "$demo_dir" "$demo_dir.log"
 else
     fail "build/release: configure or compile"
 fi

@@ -5,6 +5,7 @@
 // damaged images the tool reports or refuses, never crashes or hangs.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
+#include "ext4_image.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -32,9 +33,10 @@ struct output {
     std::string out;
 };
 
-output capture(const std::string& cmd) {
+// stdout; stderr too with `with_stderr`, else dropped.
+output capture(const std::string& cmd, bool with_stderr = false) {
     output o;
-    FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
+    FILE* p = popen((cmd + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
     if (!p) return o;
     char buf[65536];
     std::size_t n;
@@ -43,6 +45,8 @@ output capture(const std::string& cmd) {
     o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     return o;
 }
+// stdout and stderr together.
+output capture_all(const std::string& cmd) { return capture(cmd, true); }
 int run(const std::string& cmd) {
     const int st = std::system(cmd.c_str());
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
@@ -72,6 +76,7 @@ std::string as_tool_owner(const std::string& icheck_inode) {
     if (icheck_inode == "8") return "<journal>";
     if (icheck_inode == "7") return "<reserved GDT>";
     if (icheck_inode == "1") return "<unknown>";
+    if (icheck_inode == "5") return "<jbtree maps>"; // the map file, after build
     return icheck_inode;
 }
 
@@ -150,6 +155,39 @@ bool have_tools() {
     return run("mkfs.ext4 -V >/dev/null 2>&1") == 0 && run("debugfs -V >/dev/null 2>&1") == 0;
 }
 
+int fsck_n(const fs::path& img) { return run("e2fsck -fn '" + img.string() + "' >/dev/null 2>&1"); }
+
+// Every regular file under `tree` reads back the same through a loop mount
+// of `img`. Returns "" when it does, "SKIP: ..." when mounting is not
+// possible here, else what differed.
+std::string mount_and_compare(const fs::path& img, const fs::path& tree, std::size_t& files) {
+    if (const std::string why = ext4img::loop_mount_skip_reason(); !why.empty()) return "SKIP: " + why;
+    ext4img::loop_mount m(img); // read-write: the kernel updates the superblock
+    if (!m.ok()) return "mount failed: " + m.error() + "\n" + m.kernel_log();
+    std::string bad;
+    for (const auto& e : fs::recursive_directory_iterator(tree)) {
+        if (!e.is_regular_file() || e.is_symlink()) continue;
+        const std::string rel = fs::relative(e.path(), tree).string();
+        std::vector<unsigned char> want, got;
+        if (!ext4img::read_file(e.path(), want) || !m.read(rel, got) || want != got) {
+            bad += rel + " ";
+            continue;
+        }
+        ++files;
+    }
+    if (!m.unmount()) return "umount failed";
+    return bad.empty() ? "" : "files differ through the mount: " + bad;
+}
+
+// check --json found nothing but staleness: the trees verify and agree
+// with the filesystem record for record.
+bool only_stale(const output& c) {
+    return c.status == 4 && c.out.find("\"stale\":true") != std::string::npos &&
+           c.out.find("\"rmap_missing\":0,\"rmap_extra\":0,\"refcount_mismatches\":0,\"parent_mismatches\":0") !=
+               std::string::npos &&
+           c.out.find("verification") == std::string::npos && c.out.find("accounts") == std::string::npos;
+}
+
 } // namespace
 
 TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d images of generated trees") {
@@ -202,7 +240,116 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
         compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st);
         MESSAGE(opts << ": " << st.blocks << " blocks compared (" << st.owned << " owned by an inode, " << st.shared
                      << " with several owners), " << st.inodes << " inodes, " << st.paths << " paths");
+
+        // Stored maps: build, e2fsck stays clean, check is clean, and the
+        // queries, now answered from the image, still agree with debugfs.
+        const output b = capture_all(tool + " build '" + img.string() + "'");
+        INFO(b.out);
+        REQUIRE(b.status == 0);
+        CHECK(fsck_n(img) == 0);
+        const output c = capture(tool + " check --json '" + img.string() + "'");
+        INFO(c.out);
+        CHECK(c.status == 0);
+        CHECK(c.out.find("\"clean\":true") != std::string::npos);
+        const output q = capture_all(tool + " owner '" + img.string() + "' 0");
+        CHECK(q.status == 0);
+        CHECK(q.out.find("not using stored maps") == std::string::npos);
+        compare_stats stored;
+        compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), stored);
+        CHECK(stored.paths == st.paths);
+        // The kernel mounts it and reads every file; the mount makes the maps
+        // stale, check says so, a new build is clean again.
+        std::size_t files = 0;
+        const std::string m = mount_and_compare(img, tree, files);
+        if (m.rfind("SKIP: ", 0) == 0) {
+            MESSAGE(m);
+        } else {
+            CHECK(m == "");
+            MESSAGE(opts << ": " << files << " files read back through a loop mount after build");
+            const output c2 = capture(tool + " check --json '" + img.string() + "'");
+            INFO(c2.out);
+            CHECK(only_stale(c2));
+            const output q2 = capture_all(tool + " paths '" + img.string() + "' 12");
+            CHECK(q2.out.find("they are stale") != std::string::npos);
+        }
+        REQUIRE(run(tool + " build '" + img.string() + "' >/dev/null") == 0);
+        CHECK(fsck_n(img) == 0);
+        CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
     }
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("build: a kill at every write leaves an image e2fsck finds clean after replay, with the old maps or the new") {
+    if (!have_tools()) {
+        MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
+        return;
+    }
+    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    const fs::path tmp = tmpl, tree = tmp / "tree";
+    fs::create_directories(tree / "d1" / "d2");
+    for (int f = 0; f < 40; ++f)
+        REQUIRE(run("head -c " + std::to_string(f * 3001) + " /dev/urandom > '" + (tree / ("d1/f" + std::to_string(f))).string() + "'") == 0);
+    for (int l = 0; l < 10; ++l) fs::create_hard_link(tree / ("d1/f" + std::to_string(l)), tree / ("d1/d2/l" + std::to_string(l)));
+    const std::string loop_skip = ext4img::loop_mount_skip_reason();
+    int kernel_replays = 0, total_states = 0;
+    for (const std::string opts : {"-b 4096", "-b 1024"}) {
+        const fs::path fresh = tmp / "fresh.img", with_maps = tmp / "maps.img", img = tmp / "victim.img";
+        fs::remove(fresh);
+        REQUIRE(run("mkfs.ext4 -q -F " + opts + " -d '" + tree.string() + "' '" + fresh.string() + "' 16M >/dev/null 2>&1") == 0);
+        fs::copy_file(fresh, with_maps, fs::copy_options::overwrite_existing);
+        REQUIRE(run(tool + " build '" + with_maps.string() + "' >/dev/null") == 0);
+        // From no maps (a first build) and from stored maps (a rebuild).
+        for (const fs::path& base : {fresh, with_maps}) {
+            const bool had_maps = base == with_maps;
+            int writes = 0;
+            for (int k = 1; k < 10000; ++k) {
+                CAPTURE(opts);
+                CAPTURE(had_maps);
+                CAPTURE(k);
+                fs::copy_file(base, img, fs::copy_options::overwrite_existing);
+                const output b = capture_all("env JBTREE_E2FS_KILL_AFTER_WRITES=" + std::to_string(k) + " " + tool + " build '" + img.string() + "'");
+                if (b.status == 0) { // finished before its k-th write
+                    writes = k - 1;
+                    break;
+                }
+                INFO(b.out);
+                REQUIRE(b.status == 137);
+                ++total_states;
+                // Replay, by turns: jbtree's, e2fsck's, and the kernel's (a mount).
+                bool kernel = false;
+                if (k % 3 == 0) {
+                    const int r = run(tool + " replay '" + img.string() + "' >/dev/null 2>&1");
+                    CHECK((r == 0));
+                } else if (k % 3 == 1 || !loop_skip.empty()) {
+                    CHECK(run("e2fsck -E journal_only -y '" + img.string() + "' >/dev/null 2>&1") == 0);
+                } else {
+                    ext4img::loop_mount m(img);
+                    const bool mounted = m.ok();
+                    const std::string err = m.error() + m.kernel_log();
+                    const bool unmounted = m.unmount();
+                    INFO(err);
+                    CHECK(mounted);
+                    CHECK(unmounted);
+                    kernel = true;
+                    ++kernel_replays;
+                }
+                CHECK(fsck_n(img) == 0);
+                // The maps: none (a first build killed early), or complete ones
+                // that agree with the filesystem (stale only after a replay
+                // rewrote the superblock or a mount).
+                const output c = capture(tool + " check --json '" + img.string() + "'");
+                INFO(c.out);
+                if (c.status == 1) CHECK(!had_maps);
+                else CHECK((c.status == 0 || only_stale(c)));
+                if (kernel) CHECK(c.status != 0);
+            }
+            CHECK(writes > 0);
+            MESSAGE(opts << std::string(had_maps ? ", rebuild" : ", first build") << ": killed before each of its " << writes << " writes");
+        }
+    }
+    MESSAGE(total_states << " crash states, " << kernel_replays << " replayed by the kernel"
+                         << (loop_skip.empty() ? "" : " (SKIP kernel replay: " + loop_skip + ")"));
     fs::remove_all(tmp);
 }
 
@@ -218,15 +365,15 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
     char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
     REQUIRE(mkdtemp(tmpl));
     const fs::path tmp = tmpl;
-    int clean = 0, damaged = 0, refused = 0;
+    int clean = 0, damaged = 0, refused = 0, built = 0, build_refused = 0, tuned = 0;
     for (const auto& entry : fs::directory_iterator(corpus)) {
         const std::string name = entry.path().filename().string();
         if (name.size() < 7 || name.substr(name.size() - 7) != ".img.gz") continue;
         CAPTURE(name);
         const fs::path img = tmp / (name + ".img");
         REQUIRE(run("gzip -dc '" + entry.path().string() + "' > '" + img.string() + "'") == 0);
-        const std::string before = capture("md5sum < '" + img.string() + "'").out;
-        const int fsck = run("e2fsck -fn '" + img.string() + "' >/dev/null 2>&1");
+        std::string before = capture("md5sum < '" + img.string() + "'").out;
+        int fsck = run("e2fsck -fn '" + img.string() + "' >/dev/null 2>&1");
         if (fsck == 0) {
             compare_stats st;
             compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st);
@@ -241,13 +388,56 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
             }
             ++damaged;
         }
-        // Nothing is written.
+        // Nothing is written by the queries.
         CHECK(capture("md5sum < '" + img.string() + "'").out == before);
+        // build stores the maps (then e2fsck stays clean and check is
+        // clean) or refuses clearly; check reports or refuses; neither
+        // crashes or hangs, on damaged images too.
+        const std::string build = "timeout 300 env " + tool + " build '" + img.string() + "'";
+        output b = capture_all(build);
+        // Most corpus images are too small for a journal, or lack one or
+        // extents: grow them (resize2fs -f) and add what build needs, then
+        // build again. On a damaged image a build must not add a single
+        // e2fsck complaint: its report is the same but the block count.
+        std::string fsck_before;
+        if (b.status != 0 && (b.out.find("no internal journal") != std::string::npos ||
+                              b.out.find("extents feature") != std::string::npos)) {
+            CHECK(capture("md5sum < '" + img.string() + "'").out == before); // refused: nothing written
+            const bool prepared = run("truncate -s 8M '" + img.string() + "' && resize2fs -f '" + img.string() +
+                                      "' >/dev/null 2>&1; tune2fs -O extents,has_journal '" + img.string() +
+                                      "' >/dev/null 2>&1") == 0;
+            before = capture("md5sum < '" + img.string() + "'").out; // as the preparation left it
+            fsck = fsck_n(img);
+            if (prepared) {
+                ++tuned;
+                fsck_before = capture("e2fsck -fn '" + img.string() + "' | grep -v ' files (.* blocks$'").out;
+                b = capture_all(build);
+            }
+        }
+        INFO("build: " << b.out);
+        CHECK(b.status <= 4);
+        CHECK(b.status != 1);
+        const output c = capture_all("timeout 300 env " + tool + " check --json '" + img.string() + "'");
+        INFO("check: " << c.out);
+        CHECK(c.status <= 4);
+        if (b.status == 0) {
+            ++built;
+            CHECK(c.status == 0);
+            if (fsck == 0) CHECK(fsck_n(img) == 0);
+            if (!fsck_before.empty()) CHECK(capture("e2fsck -fn '" + img.string() + "' | grep -v ' files (.* blocks$'").out == fsck_before);
+        } else {
+            ++build_refused;
+            CHECK(b.out.find("build refused or failed: ") != std::string::npos);
+            CHECK(capture("md5sum < '" + img.string() + "'").out == before); // a refusal writes nothing
+            CHECK(c.status != 0);
+        }
         fs::remove(img);
     }
     fs::remove_all(tmp);
     MESSAGE(clean << " clean images compared with debugfs, " << damaged << " damaged images queried (" << refused
-                  << " refusals)");
+                  << " refusals); build stored maps in " << built << " images and refused " << build_refused
+                  << " (" << tuned << " grown and given a journal first)");
+    CHECK(built > 0);
     CHECK(clean > 0);
 }
 

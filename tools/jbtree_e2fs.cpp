@@ -534,6 +534,7 @@ int cmd_replay(const char* path) {
 } // namespace
 
 int main(int argc, char** argv) {
+    initialize_ext2_error_table(); // libext2fs's messages for error_message()
     if (argc < 2) return usage_error("no command");
     const std::string cmd = argv[1];
     bool json = false;

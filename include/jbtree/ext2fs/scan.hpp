@@ -25,8 +25,10 @@
 //
 // The scan allocates (std::vector, std::string) and runs on the host, like
 // libext2fs itself; it is not part of the freestanding core. Errors:
-// errc::io with *ext2_error set when libext2fs fails, errc::corrupted when
-// an inode maps blocks outside the filesystem.
+// errc::corrupted when an inode maps blocks outside the filesystem or
+// libext2fs finds damaged metadata (a bad checksum, extent header,
+// directory block: one of its own error codes but short reads and memory),
+// errc::io when libext2fs fails otherwise; *ext2_error holds its code.
 #pragma once
 
 #include <ext2fs/ext2fs.h>
@@ -124,12 +126,18 @@ inline void canonicalize(std::vector<rmap_record>& v) {
 
 } // namespace detail
 
+// Is a libext2fs error code about damaged metadata (rather than I/O or memory)?
+[[nodiscard]] inline bool is_damage(errcode_t e) noexcept {
+    return e > EXT2_ET_BASE && e < EXT2_ET_BASE + 256 && e != EXT2_ET_SHORT_READ && e != EXT2_ET_SHORT_WRITE &&
+           e != EXT2_ET_NO_MEMORY;
+}
+
 template <class Progress>
 [[nodiscard]] errc scan_filesystem(ext2_filsys fs, scan_result& out, Progress&& progress,
                                    errcode_t* ext2_error = nullptr) {
     auto fail = [&](errcode_t e) {
         if (ext2_error) *ext2_error = e;
-        return errc::io;
+        return is_damage(e) ? errc::corrupted : errc::io;
     };
     out = scan_result{};
     const std::uint64_t nblocks = ext2fs_blocks_count(fs->super);

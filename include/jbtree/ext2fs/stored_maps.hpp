@@ -353,8 +353,10 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
 // passes; `why` says what was refused or failed. errc::not_supported: no
 // internal journal, no extents feature, bigalloc, or inode 5 foreign;
 // errc::busy: mounted, or the journal needs recovery; errc::corrupted:
-// the filesystem is marked with errors or not clean, or the scan found
-// damage; errc::no_space: no free contiguous run for the map file.
+// the filesystem is marked with errors or not clean, the scan found damage,
+// or a block something owns is marked free in the bitmap (the map file is
+// only ever put in blocks the bitmap says are free); errc::no_space: no
+// free contiguous run for the map file.
 [[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
                                             const build_hooks& hooks = {}) {
     rep = build_report{};
@@ -422,7 +424,19 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
         &ee);
     if (e != errc::ok) {
         why = std::string("scan: ") + describe(e) + (ee ? std::string(": ") + error_message(ee) : std::string());
-        return e == errc::corrupted ? errc::corrupted : errc::io;
+        return e;
+    }
+    // Only blocks the bitmap marks free are written: every block something
+    // owns must be marked in use, or a damaged bitmap could hand out a
+    // file's block (e2fsck's pass 5 finds and fixes that first).
+    for (const rmap_record& x : r.rmap) {
+        const std::uint64_t lo = std::max<std::uint64_t>(x.start, sb->s_first_data_block), hi = x.start + x.length - 1;
+        blk64_t hole = 0;
+        if (lo <= hi && ext2fs_find_first_zero_block_bitmap2(fs->block_map, lo, hi, &hole) == 0) {
+            why = "block " + std::to_string(hole) + " is in use (owner " + std::to_string(x.owner) +
+                  ") but marked free in the block bitmap: run e2fsck first";
+            return errc::corrupted;
+        }
     }
     std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
     rep.inodes = r.inodes;
