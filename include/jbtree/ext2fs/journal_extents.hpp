@@ -5,10 +5,11 @@
 //   errc e = ext2fs_adapter::journal_extents(fs, ext, 64, n);
 //   jbd2::log_area<io_device> log(dev, ext, n);       // or jbd2::journal<...>
 //
-// Maps every block of the internal journal inode (s_journal_inum) with
-// ext2fs_bmap2, in logical order, merging physically contiguous runs (a
-// mkfs journal is one to a few extents). Journal block 0 is the jbd2
-// superblock.
+// Maps every block of the internal journal inode (s_journal_inum), in
+// logical order, merging physically contiguous runs (a mkfs journal is one
+// to a few extents): an extent-mapped inode by walking its extents, a
+// block-mapped one with ext2fs_bmap2 block by block. Journal block 0 is the
+// jbd2 superblock.
 //
 // errc::not_supported: no internal journal (s_journal_inum 0: none, or an
 // external journal device); errc::corrupted: the inode is not a regular
@@ -22,6 +23,7 @@
 
 #include <ext2fs/ext2fs.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "jbtree/base/errc.hpp"
@@ -44,22 +46,60 @@ namespace jbtree::ext2fs_adapter {
     const std::uint64_t blocks = size / fs->blocksize, fs_blocks = ext2fs_blocks_count(fs->super);
     if (blocks > 0xFFFF'FFFFull) return errc::corrupted; // jbd2 numbers log blocks in 32 bits
     std::uint32_t used = 0;
+    // Append physical run [p, p + len) as the next logical blocks.
+    auto append = [&](std::uint64_t p, std::uint64_t len) noexcept -> errc {
+        if (p == 0 || p >= fs_blocks || len > fs_blocks - p) return errc::corrupted;
+        while (len) {
+            if (used && out && out[used - 1].start + out[used - 1].count == p && out[used - 1].count < 0xFFFF'FFFFu) {
+                const std::uint64_t take = std::min<std::uint64_t>(len, 0xFFFF'FFFFu - out[used - 1].count);
+                out[used - 1].count += static_cast<std::uint32_t>(take);
+                p += take, len -= take;
+                continue;
+            }
+            if (used == capacity || !out) {
+                n = used + 1;
+                return errc::range;
+            }
+            const std::uint64_t take = std::min<std::uint64_t>(len, 0xFFFF'FFFFu);
+            out[used++] = jbd2::log_extent{p, static_cast<std::uint32_t>(take)};
+            p += take, len -= take;
+        }
+        return errc::ok;
+    };
+    if (inode.i_flags & EXT4_EXTENTS_FL) {
+        ext2_extent_handle_t h = nullptr;
+        if (errcode_t e = ext2fs_extent_open2(fs, ino, &inode, &h)) {
+            if (ext2_error) *ext2_error = e;
+            return errc::corrupted;
+        }
+        ext2fs_extent x{};
+        std::uint64_t next = 0;
+        errc r = errc::ok;
+        errcode_t e = ext2fs_extent_get(h, EXT2_EXTENT_ROOT, &x);
+        for (; e == 0 && r == errc::ok; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT_LEAF, &x)) {
+            if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF)) continue;
+            if (x.e_lblk != next || (x.e_flags & EXT2_EXTENT_FLAGS_UNINIT)) r = errc::corrupted; // a hole, or unwritten
+            else r = append(x.e_pblk, std::min<std::uint64_t>(x.e_len, blocks - next)); // blocks past i_size are not log
+            next += x.e_len;
+            if (next >= blocks) break;
+        }
+        ext2fs_extent_free(h);
+        if (r != errc::ok) return r;
+        if (e && e != EXT2_ET_EXTENT_NO_NEXT) {
+            if (ext2_error) *ext2_error = e;
+            return errc::corrupted;
+        }
+        if (next < blocks) return errc::corrupted; // extents do not cover i_size
+        n = used;
+        return errc::ok;
+    }
     for (std::uint64_t l = 0; l < blocks; ++l) {
         blk64_t p = 0;
         if (errcode_t e = ext2fs_bmap2(fs, ino, &inode, nullptr, 0, l, nullptr, &p)) {
             if (ext2_error) *ext2_error = e;
             return errc::io;
         }
-        if (p == 0 || p >= fs_blocks) return errc::corrupted;
-        if (used && out && out[used - 1].start + out[used - 1].count == p && out[used - 1].count < 0xFFFF'FFFFu) {
-            ++out[used - 1].count;
-            continue;
-        }
-        if (used == capacity || !out) {
-            n = used + 1;
-            return errc::range;
-        }
-        out[used++] = jbd2::log_extent{p, 1};
+        JBTREE_TRY(append(p, 1));
     }
     n = used;
     return errc::ok;

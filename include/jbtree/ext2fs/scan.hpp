@@ -82,6 +82,39 @@ inline int collect_block(ext2_filsys fs, blk64_t* blocknr, e2_blkcnt_t blockcnt,
     return 0;
 }
 
+// The fast path for an extent tree that lies entirely in i_block (depth
+// 0, as for most files): one record per extent, read from the inode
+// without libext2fs's per-block walk. False when the general walk must do
+// it (block maps, deeper trees, anything unusual in the header or an
+// extent: the walk then reports what libext2fs makes of it); sets `bad`
+// when an extent maps outside the filesystem.
+inline bool inline_extents(const ext2_inode& inode, std::uint64_t owner, bool offsetless, std::uint64_t nblocks,
+                           std::vector<rmap_record>& out, bool& bad) {
+    if (!(inode.i_flags & EXT4_EXTENTS_FL)) return false;
+    const auto* raw = reinterpret_cast<const unsigned char*>(inode.i_block);
+    auto u16 = [raw](std::size_t o) { return static_cast<std::uint32_t>(raw[o] | (raw[o + 1] << 8)); };
+    auto u32 = [&](std::size_t o) { return u16(o) | (u16(o + 2) << 16); };
+    const std::uint32_t magic = u16(0), entries = u16(2), max = u16(4), depth = u16(6);
+    if (magic != 0xF30A || depth != 0 || max > 4 || entries > max) return false;
+    const std::size_t first = out.size();
+    for (std::uint32_t i = 0; i < entries; ++i) {
+        const std::size_t o = 12 + std::size_t{i} * 12; // after the 12-byte header, 12 bytes per extent
+        const std::uint64_t lblk = u32(o), start = (std::uint64_t{u16(o + 6)} << 32) | u32(o + 8);
+        std::uint64_t len = u16(o + 4);
+        if (len > 32768) len -= 32768; // an unwritten extent: its blocks are owned all the same
+        if (len == 0 || start == 0) {
+            out.resize(first);
+            return false;
+        }
+        if (start >= nblocks || len > nblocks - start) {
+            bad = true;
+            return true;
+        }
+        out.push_back(rmap_record{start, len, owner, offsetless ? 0 : lblk, 0});
+    }
+    return true;
+}
+
 struct dir_walk {
     std::vector<scan_link>* out;
     std::uint64_t dir;
@@ -161,7 +194,7 @@ template <class Progress>
 
     // Inodes.
     ext2_inode_scan scan = nullptr;
-    if (errcode_t e = ext2fs_open_inode_scan(fs, 0, &scan)) return fail(e);
+    if (errcode_t e = ext2fs_open_inode_scan(fs, 256, &scan)) return fail(e); // inode tables read 256 blocks at a time
     const std::uint64_t total = fs->super->s_inodes_count;
     std::vector<ext2_ino_t> dirs;
     std::vector<std::uint32_t> dir_gens;
@@ -189,7 +222,9 @@ template <class Progress>
         else if (ino == EXT2_RESIZE_INO) owner = rmap_owner::reserved_gdt, offsetless = true;
         else if (ino == EXT2_BAD_INO) owner = rmap_owner::unknown, offsetless = true;
         else if (is_map_inode(ino, inode)) owner = rmap_owner::jbtree, offsetless = true;
-        if (ext2fs_inode_has_valid_blocks2(fs, &inode)) {
+        bool bad = false;
+        if (ext2fs_inode_has_valid_blocks2(fs, &inode) &&
+            !detail::inline_extents(inode, owner, offsetless, nblocks, out.rmap, bad)) {
             detail::block_walk w{fs, &out.rmap, owner, offsetless};
             e = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY, nullptr, detail::collect_block, &w);
             if (w.bad) {
@@ -200,6 +235,10 @@ template <class Progress>
                 ext2fs_close_inode_scan(scan);
                 return fail(e);
             }
+        }
+        if (bad) {
+            ext2fs_close_inode_scan(scan);
+            return errc::corrupted;
         }
         const blk64_t acl = ext2fs_file_acl_block(fs, &inode);
         if (acl && acl < nblocks) out.rmap.push_back(rmap_record{acl, 1, owner, 0, offsetless ? 0 : rmap_flags::xattr});

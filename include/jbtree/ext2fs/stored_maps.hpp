@@ -27,6 +27,7 @@
 #include <ext2fs/ext2fs.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -181,14 +182,16 @@ inline std::uint64_t realtime_ns(void*) noexcept {
 }
 
 // Journal memory for an image of block size bs whose maps' volume has
-// bitmap_blocks bitmap blocks.
-[[nodiscard]] inline hosted::journal_sizes image_journal_sizes(std::uint32_t bs, std::uint32_t bitmap_blocks) noexcept {
+// bitmap_blocks bitmap blocks; `writing` false for opens that only read
+// (queries, check: a small cache, it only holds a path of each tree).
+[[nodiscard]] inline hosted::journal_sizes image_journal_sizes(std::uint32_t bs, std::uint32_t bitmap_blocks,
+                                                               bool writing = true) noexcept {
     hosted::journal_sizes z;
     z.block_size = bs;
-    z.cache_blocks = 2048;
-    z.max_transaction_blocks = 1024; // capped by open() at a quarter of the log
-    z.committed_capacity = 64;
-    z.staging_blocks = 64;
+    z.cache_blocks = writing ? 2048 : 256;
+    z.max_transaction_blocks = writing ? 1024 : 64; // capped by open() at a quarter of the log
+    z.committed_capacity = writing ? 64 : 4;
+    z.staging_blocks = writing ? 64 : 4;
     z.bitmap_blocks = bitmap_blocks ? bitmap_blocks : 1;
     z.revoke_capacity = 1024;
     return z;
@@ -201,6 +204,9 @@ public:
     using volume_type = volume<io_device>;
     using S = volume_type::storage;
     using J = volume_type::journal_type;
+    using rmap_type = rmap<S, J>;
+    using refcount_map_type = refcount_map<S, J>;
+    using parent_map_type = parent_map<S, J>;
 
     stored_maps() = default;
     stored_maps(const stored_maps&) = delete;
@@ -244,7 +250,7 @@ public:
         ext_.resize(n);
         dev_.emplace(fs);
         const std::uint64_t bits = std::uint64_t{fs->blocksize} * 8;
-        mem_.emplace(image_journal_sizes(fs->blocksize, static_cast<std::uint32_t>((file_.blocks + bits - 1) / bits)));
+        mem_.emplace(image_journal_sizes(fs->blocksize, static_cast<std::uint32_t>((file_.blocks + bits - 1) / bits), false));
         vol_.emplace(*dev_, mem_->volume());
         volume_problem vp = volume_problem::none;
         e = vol_->open({}, &vp, nullptr, volume_location{file_.first, ext_.data(), n});
@@ -316,6 +322,9 @@ struct build_report {
     std::uint64_t nodes = 0;             // tree blocks written
     std::uint32_t journaled = 0;         // filesystem blocks libext2fs changed (in the commit)
     bool replaced = false;               // an older map file was freed
+    // Wall time of the phases: open and checks (with reading the bitmaps),
+    // scan, building the trees in memory, writing and committing them.
+    double open_seconds = 0, scan_seconds = 0, load_seconds = 0, store_seconds = 0;
 };
 
 // Test and progress hooks: progress(done, total) during the scan (inodes);
@@ -360,6 +369,13 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
 [[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
                                             const build_hooks& hooks = {}) {
     rep = build_report{};
+    using clock = std::chrono::steady_clock;
+    auto lap = [t = clock::now()]() mutable {
+        const auto now = clock::now();
+        const double d = std::chrono::duration<double>(now - t).count();
+        t = now;
+        return d;
+    };
     int mount_flags = 0;
     if (errcode_t e = ext2fs_check_if_mounted(path, &mount_flags)) {
         why = std::string("cannot tell whether it is mounted: ") + error_message(e);
@@ -414,6 +430,7 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
         return errc::io;
     }
 
+    rep.open_seconds = lap();
     // 1. Scan. The old map file's blocks are dropped: they are freed below.
     scan_result r;
     errc e = scan_filesystem(
@@ -440,6 +457,7 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
     }
     std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
     rep.inodes = r.inodes;
+    rep.scan_seconds = lap();
     rep.directories = r.directories;
 
     // 2. Build the trees in memory, numbered as the run they will fill.
@@ -496,6 +514,7 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
     rep.blocks = N;
     rep.nodes = ms->end_block() - data_start;
     rep.replaced = old.state != map_file_state::absent;
+    rep.load_seconds = lap();
 
     // 3. The volume and the nodes, straight to the free run, flushed.
     io_device dev(fs);
@@ -636,6 +655,7 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
         why = std::string("checkpoint: ") + describe(e) + ": the build is committed in the journal; replay it";
         return e;
     }
+    rep.store_seconds = lap();
     return errc::ok;
 }
 
