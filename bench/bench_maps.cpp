@@ -147,9 +147,8 @@ std::vector<link_rec> make_links(std::uint64_t n, std::mt19937_64& rng, std::uin
     std::sort(v.begin(), v.end(), [](const link_rec& a, const link_rec& b) {
         return std::tie(a.child, a.parent, a.hash, a.name) < std::tie(b.child, b.parent, b.hash, b.name);
     });
-    for (std::size_t i = 1; i < v.size(); ++i) // collision indexes
-        if (v[i].child == v[i - 1].child && v[i].parent == v[i - 1].parent && v[i].hash == v[i - 1].hash)
-            v[i].index = v[i - 1].index + 1;
+    parent_map<memory_storage<>, null_journal<memory_storage<>>>::number_collisions(
+        v.begin(), v.end(), [](link_rec& l) -> link_rec& { return l; }); // collision indexes
     dirs_out = dirs;
     return v;
 }

@@ -444,10 +444,7 @@ TEST_CASE("rebuild each map beside the live one by bulk load and switch it in on
             std::sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
                 return parent_map_traits<>::compare(a.first, b.first) < 0;
             });
-            for (std::size_t i = 1; i < keyed.size(); ++i) // collision indexes
-                if (keyed[i].first.child == keyed[i - 1].first.child && keyed[i].first.parent == keyed[i - 1].first.parent &&
-                    keyed[i].first.hash == keyed[i - 1].first.hash)
-                    keyed[i].first.index = keyed[i - 1].first.index + 1;
+            FS::pm_t::number_collisions(keyed.begin(), keyed.end(), [](auto& x) -> parent_key& { return x.first; });
             const std::uint64_t credits = fresh->tree().bulk_load_credits(keyed.size(), 90);
             auto h = v.start(static_cast<std::uint32_t>(credits));
             REQUIRE(h);

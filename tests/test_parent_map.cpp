@@ -515,6 +515,47 @@ TEST_CASE("forced collisions: indexes, smallest free index, lookups compare name
     CHECK_MAP_CLEAN(m);
 }
 
+TEST_CASE("bulk load with number_collisions: every name found, as after adds") {
+    // Links of a few (child, parent) pairs, all in one hash group each.
+    struct link {
+        parent_key k;
+        std::string name;
+    };
+    std::vector<link> v;
+    for (std::uint64_t c = 10; c < 13; ++c)
+        for (std::uint64_t p = 2; p < 4; ++p)
+            for (const char* n : {"x", "yy", "z", "w"}) v.push_back({parent_key{c, p, 0x5EED5EEDu, 0}, n});
+    std::sort(v.begin(), v.end(), [](const link& a, const link& b) {
+        const int c = parent_map_traits<>::compare(a.k, b.k);
+        return c != 0 ? c < 0 : a.name < b.name;
+    });
+    map_t<one_hash>::number_collisions(v.begin(), v.end(), [](link& l) -> parent_key& { return l.k; });
+    CHECK(v[0].k.index == 0);
+    CHECK(v[3].k.index == 3);
+    CHECK(v[4].k.index == 0); // the next (child, parent) starts again
+    S s({1024});
+    J j(s);
+    auto mr = map_t<one_hash>::create(s, j, 3);
+    REQUIRE(mr);
+    auto h = j.start(unlimited_credits);
+    REQUIRE(h);
+    std::size_t i = 0;
+    REQUIRE(mr->tree().bulk_load(*h, v.size(), [&](parent_key& k, parent_record& r) {
+        k = v[i].k;
+        r.parent_gen = 1;
+        r.name_len = static_cast<std::uint16_t>(v[i].name.size());
+        std::memcpy(r.name, v[i].name.data(), r.name_len);
+        ++i;
+        return true;
+    }) == errc::ok);
+    CHECK_MAP_CLEAN(*mr);
+    for (const link& l : v) CHECK(mr->find(l.k.child, l.k.parent, nr(l.name)).value() == 1u);
+    // And the map goes on as if the links had been added one by one.
+    CHECK(run(j, *mr, mr->add_credits(), [&](auto& hh) { return mr->add(hh, 10, 2, 1, "z"); }) == errc::exists);
+    REQUIRE(run(j, *mr, mr->add_credits(), [&](auto& hh) { return mr->add(hh, 10, 2, 1, "v"); }) == errc::ok);
+    CHECK_MAP_CLEAN(*mr);
+}
+
 TEST_CASE("a real CRC-32C collision between two names") {
     // Two names with the same CRC-32C, found once by a search over the names
     // "n%05x" (CRC-32C is linear, so sequential names collide late: the

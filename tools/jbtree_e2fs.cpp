@@ -263,6 +263,10 @@ int cmd_query(const std::string& cmd, const char* path, const std::vector<std::u
         std::string why;
         const errc e = sm.open(fs, why);
         if (e == errc::ok && !sm.stale()) return run(sm.rm(), sm.rc(), sm.pm());
+        if (e == errc::busy) { // a scan would read metadata the journal is about to replace
+            std::fprintf(stderr, "jbtree-e2fs: %s: %s\n", path, why.c_str());
+            return cannot_open;
+        }
         if (e == errc::ok) why = "they are stale (the filesystem changed since they were built)";
         std::fprintf(stderr, "jbtree-e2fs: %s: not using stored maps: %s: building them in memory\n", path, why.c_str());
     }
@@ -360,14 +364,15 @@ int cmd_check(const char* path, bool json) {
     const auto& st = sm.stored_stamp();
     const auto& now = sm.current_stamp();
     if (sm.stale()) {
-        std::string d = "stale: the filesystem changed since the build (";
+        std::string d;
         if (st.mnt_count.get() != now.mnt_count.get() || st.fs_mtime.get() != now.fs_mtime.get()) d += "mounted since; ";
-        if (st.fs_wtime.get() != now.fs_wtime.get()) d += "superblock written since; ";
+        if (st.fs_wtime.get() != now.fs_wtime.get() || st.kbytes_written.get() != now.kbytes_written.get())
+            d += "superblock written since; ";
         if (st.free_blocks.get() != now.free_blocks.get() || st.free_inodes.get() != now.free_inodes.get() ||
             st.gdt_crc.get() != now.gdt_crc.get())
             d += "allocation changed; ";
-        d.resize(d.size() - 2);
-        problems.push_back(d + "): run jbtree-e2fs build");
+        if (d.size() >= 2) d.resize(d.size() - 2);
+        problems.push_back("stale: the filesystem changed since the build (" + d + "): run jbtree-e2fs build");
     }
     // The trees themselves.
     auto rv = sm.rm().verify();
@@ -391,6 +396,16 @@ int cmd_check(const char* path, bool json) {
         if (int rc = scan_image(path, fs, r)) {
             problems.push_back("the filesystem cannot be scanned");
             return finish(rc, "present");
+        }
+        // ext4 must not be able to hand out what the maps hold (nor anything
+        // else that is owned): every owned block marked in use.
+        if (errcode_t be = ext2fs_read_bitmaps(fs)) {
+            problems.push_back(std::string("the block bitmap cannot be read: ") + error_message(be));
+        } else {
+            std::uint64_t owner = 0;
+            if (const std::uint64_t hole = ext2fs_adapter::first_owned_but_free(fs, r.rmap, &owner))
+                problems.push_back("block " + std::to_string(hole) + " (owner " + owner_name(owner) +
+                                   ") is marked free in the block bitmap: ext4 could hand it out (run e2fsck)");
         }
         std::vector<rmap_record> stored;
         if (sm.rm().for_each([&](const rmap_record& x) {
@@ -464,13 +479,12 @@ int cmd_replay(const char* path) {
         return cannot_open;
     }
     ext2fs_adapter::io_device dev(fs);
-    std::vector<jbd2::log_extent> ext(256);
-    std::uint32_t n = 0;
+    std::vector<jbd2::log_extent> ext;
     errcode_t err = 0;
-    errc e = ext2fs_adapter::journal_extents(fs, ext.data(), static_cast<std::uint32_t>(ext.size()), n, &err);
+    errc e = ext2fs_adapter::journal_extents(fs, ext, &err);
+    const auto n = static_cast<std::uint32_t>(ext.size());
     if (e != errc::ok) {
-        fs->flags &= ~EXT2_FLAG_RW;
-        ext2fs_close_free(&fs);
+        ext2fs_adapter::close_without_writing(fs);
         std::fprintf(stderr, "jbtree-e2fs: %s: %s%s%s\n", path,
                      e == errc::not_supported ? "no internal journal" : "journal inode: ",
                      e == errc::not_supported ? "" : describe(e), err ? error_message(err) : "");
@@ -484,8 +498,7 @@ int cmd_replay(const char* path) {
     (void)dev.flush(); // recover() flushes what it wrote; this is for the io_channel cache
     // libext2fs still holds the superblock and descriptors from before the
     // replay: close without letting it write them, then open again.
-    fs->flags &= ~EXT2_FLAG_RW;
-    ext2fs_close_free(&fs);
+    ext2fs_adapter::close_without_writing(fs);
     if (info.refused != jbd2::sb_problem::none) {
         std::fprintf(stderr, "jbtree-e2fs: %s: journal refused (%s): nothing replayed, nothing written\n", path,
                      jbd2::describe(info.refused));

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "jbtree/base/errc.hpp"
 #include "jbtree/journal/jbd2_log_area.hpp"
@@ -103,6 +104,22 @@ namespace jbtree::ext2fs_adapter {
     }
     n = used;
     return errc::ok;
+}
+
+// The same into a vector, grown until every run fits (hosted callers).
+[[nodiscard]] inline errc journal_extents(ext2_filsys fs, std::vector<jbd2::log_extent>& out,
+                                          errcode_t* ext2_error = nullptr) {
+    out.resize(64);
+    for (;;) {
+        std::uint32_t n = 0;
+        const errc e = journal_extents(fs, out.data(), static_cast<std::uint32_t>(out.size()), n, ext2_error);
+        if (e == errc::range && out.size() < 0x8000'0000u) {
+            out.resize(out.size() * 2);
+            continue;
+        }
+        out.resize(e == errc::ok ? n : 0);
+        return e;
+    }
 }
 
 } // namespace jbtree::ext2fs_adapter

@@ -162,7 +162,8 @@ private:
         return on_write64(c, blk, count, data);
     }
     static errcode_t on_write_byte(io_channel c, unsigned long off, int count, const void* data) {
-        if (count <= 0) return 0;
+        if (count < 0) return EXT2_ET_INVALID_ARGUMENT;
+        if (count == 0) return 0;
         return self(c)->write_bytes(off, static_cast<std::uint64_t>(count), static_cast<const unsigned char*>(data));
     }
     static errcode_t on_flush(io_channel) { return 0; } // durability is the journal's commit

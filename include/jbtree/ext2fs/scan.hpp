@@ -95,17 +95,19 @@ inline bool inline_extents(const ext2_inode& inode, std::uint64_t owner, bool of
     auto u16 = [raw](std::size_t o) { return static_cast<std::uint32_t>(raw[o] | (raw[o + 1] << 8)); };
     auto u32 = [&](std::size_t o) { return u16(o) | (u16(o + 2) << 16); };
     const std::uint32_t magic = u16(0), entries = u16(2), max = u16(4), depth = u16(6);
-    if (magic != 0xF30A || depth != 0 || max > 4 || entries > max) return false;
+    if (magic != 0xF30A || depth != 0 || max != 4 || entries > max) return false; // the kernel's rules for a root
     const std::size_t first = out.size();
+    std::uint64_t next_lblk = 0;
     for (std::uint32_t i = 0; i < entries; ++i) {
         const std::size_t o = 12 + std::size_t{i} * 12; // after the 12-byte header, 12 bytes per extent
         const std::uint64_t lblk = u32(o), start = (std::uint64_t{u16(o + 6)} << 32) | u32(o + 8);
         std::uint64_t len = u16(o + 4);
         if (len > 32768) len -= 32768; // an unwritten extent: its blocks are owned all the same
-        if (len == 0 || start == 0) {
+        if (len == 0 || start == 0 || lblk < next_lblk) { // empty, or out of order / overlapping
             out.resize(first);
             return false;
         }
+        next_lblk = lblk + len;
         if (start >= nblocks || len > nblocks - start) {
             bad = true;
             return true;
@@ -163,6 +165,22 @@ inline void canonicalize(std::vector<rmap_record>& v) {
 [[nodiscard]] inline bool is_damage(errcode_t e) noexcept {
     return e > EXT2_ET_BASE && e < EXT2_ET_BASE + 256 && e != EXT2_ET_SHORT_READ && e != EXT2_ET_SHORT_WRITE &&
            e != EXT2_ET_NO_MEMORY;
+}
+
+// The first block a record owns that the block bitmap (fs->block_map,
+// loaded) marks free, or 0 if there is none; *owner_out gets its owner.
+// Blocks before s_first_data_block are not in the bitmap.
+[[nodiscard]] inline std::uint64_t first_owned_but_free(ext2_filsys fs, const std::vector<rmap_record>& records,
+                                                        std::uint64_t* owner_out = nullptr) {
+    for (const rmap_record& x : records) {
+        const std::uint64_t lo = std::max<std::uint64_t>(x.start, fs->super->s_first_data_block), hi = x.start + x.length - 1;
+        blk64_t hole = 0;
+        if (lo <= hi && ext2fs_find_first_zero_block_bitmap2(fs->block_map, lo, hi, &hole) == 0) {
+            if (owner_out) *owner_out = x.owner;
+            return hole;
+        }
+    }
+    return 0;
 }
 
 template <class Progress>

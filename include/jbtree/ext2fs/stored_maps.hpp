@@ -119,19 +119,13 @@ template <class S, class J>
         const int c = parent_map_traits<>::compare(a.k, b.k);
         return c != 0 ? c < 0 : a.l->name < b.l->name;
     });
+    // The same entry twice (a damaged directory) is loaded once.
     std::vector<keyed> uniq;
     uniq.reserve(ks.size());
-    for (const keyed& x : ks) {
-        if (!uniq.empty() && uniq.back().k.child == x.k.child && uniq.back().k.parent == x.k.parent &&
-            uniq.back().k.hash == x.k.hash) {
-            if (uniq.back().l->name == x.l->name) continue; // the same entry twice: a damaged directory
-            keyed y = x;
-            y.k.index = uniq.back().k.index + 1;
-            uniq.push_back(y);
-        } else {
+    for (const keyed& x : ks)
+        if (uniq.empty() || parent_map_traits<>::compare(uniq.back().k, x.k) != 0 || uniq.back().l->name != x.l->name)
             uniq.push_back(x);
-        }
-    }
+    parent_map<S, J>::number_collisions(uniq.begin(), uniq.end(), [](keyed& x) -> parent_key& { return x.k; });
     i = 0;
     if (!uniq.empty()) {
         const errc e = pm.tree().bulk_load(
@@ -148,6 +142,19 @@ template <class S, class J>
         if (e != errc::ok) return failed("parent pointers", e);
     }
     return errc::ok;
+}
+
+// Close the filesystem without letting libext2fs write its in-memory
+// superblock, descriptors or bitmaps (every change went through the journal,
+// or a replay changed them behind its back). The MMP block is released.
+inline void close_without_writing(ext2_filsys& fs) noexcept {
+    if (!fs) return;
+    // An MMP filesystem opened read-write has its MMP block set to "fsck
+    // running" (written directly, not journaled): put it back, or the kernel
+    // would refuse to mount.
+    if ((fs->flags & EXT2_FLAG_RW) && ext2fs_has_feature_mmp(fs->super)) (void)ext2fs_mmp_stop(fs);
+    fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_CHANGED | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
+    ext2fs_close_free(&fs);
 }
 
 // ---- the image's journal --------------------------------------------------------------
@@ -224,6 +231,10 @@ public:
             why = std::string("inode 5: ") + error_message(ee);
             return e;
         }
+        if (ext2fs_has_feature_journal_needs_recovery(fs->super)) { // inode 5 may not be replayed yet
+            why = "the image's journal needs recovery (jbtree-e2fs replay, or e2fsck)";
+            return errc::busy;
+        }
         if (file_.state == map_file_state::absent || file_.state == map_file_state::foreign) {
             why = describe(file_.state);
             return errc::not_found;
@@ -232,22 +243,12 @@ public:
             why = std::string("the map file (inode 5) is damaged: ") + file_.problem;
             return errc::corrupted;
         }
-        if (ext2fs_has_feature_journal_needs_recovery(fs->super)) {
-            why = "the image's journal needs recovery (jbtree-e2fs replay, or e2fsck)";
-            return errc::busy;
-        }
-        std::uint32_t n = 0;
-        ext_.resize(64);
-        errc e = journal_extents(fs, ext_.data(), static_cast<std::uint32_t>(ext_.size()), n, &ee);
-        if (e == errc::range) {
-            ext_.resize(n * 2 + 64);
-            e = journal_extents(fs, ext_.data(), static_cast<std::uint32_t>(ext_.size()), n, &ee);
-        }
+        errc e = journal_extents(fs, ext_, &ee);
         if (e != errc::ok) {
             why = std::string("the image's journal: ") + describe(e);
             return e == errc::not_supported ? errc::corrupted : e;
         }
-        ext_.resize(n);
+        const auto n = static_cast<std::uint32_t>(ext_.size());
         dev_.emplace(fs);
         const std::uint64_t bits = std::uint64_t{fs->blocksize} * 8;
         mem_.emplace(image_journal_sizes(fs->blocksize, static_cast<std::uint32_t>((file_.blocks + bits - 1) / bits), false));
@@ -347,13 +348,6 @@ namespace detail {
     return nodes + 1 + (nodes + bits) / bits;
 }
 
-// Closes the filesystem without letting libext2fs write anything (every
-// change went through the journal).
-inline void close_without_writing(ext2_filsys& fs) noexcept {
-    if (!fs) return;
-    fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_CHANGED | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
-    ext2fs_close_free(&fs);
-}
 
 } // namespace detail
 
@@ -386,13 +380,14 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
         return errc::busy;
     }
     ext2_filsys fs = nullptr;
-    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs)) {
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_RW | EXT2_FLAG_64BITS | EXT2_FLAG_EXCLUSIVE, 0, 0,
+                                   unix_io_manager, &fs)) {
         why = std::string("cannot open read-write: ") + error_message(e);
         return errc::io;
     }
     struct closer {
         ext2_filsys* fs;
-        ~closer() { detail::close_without_writing(*fs); }
+        ~closer() { close_without_writing(*fs); }
     } close_fs{&fs};
     ext2_super_block* sb = fs->super;
     if (!ext2fs_has_feature_journal(sb) || sb->s_journal_inum == 0) {
@@ -446,14 +441,11 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
     // Only blocks the bitmap marks free are written: every block something
     // owns must be marked in use, or a damaged bitmap could hand out a
     // file's block (e2fsck's pass 5 finds and fixes that first).
-    for (const rmap_record& x : r.rmap) {
-        const std::uint64_t lo = std::max<std::uint64_t>(x.start, sb->s_first_data_block), hi = x.start + x.length - 1;
-        blk64_t hole = 0;
-        if (lo <= hi && ext2fs_find_first_zero_block_bitmap2(fs->block_map, lo, hi, &hole) == 0) {
-            why = "block " + std::to_string(hole) + " is in use (owner " + std::to_string(x.owner) +
-                  ") but marked free in the block bitmap: run e2fsck first";
-            return errc::corrupted;
-        }
+    std::uint64_t hole_owner = 0;
+    if (const std::uint64_t hole = first_owned_but_free(fs, r.rmap, &hole_owner)) {
+        why = "block " + std::to_string(hole) + " is in use (owner " + std::to_string(hole_owner) +
+              ") but marked free in the block bitmap: run e2fsck first";
+        return errc::corrupted;
     }
     std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
     rep.inodes = r.inodes;
@@ -519,13 +511,9 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
     // 3. The volume and the nodes, straight to the free run, flushed.
     io_device dev(fs);
     dev.set_write_observer(hooks.before_write, hooks.ctx);
-    std::vector<jbd2::log_extent> ext(64);
-    std::uint32_t next = 0;
-    e = journal_extents(fs, ext.data(), static_cast<std::uint32_t>(ext.size()), next, &ee);
-    if (e == errc::range) {
-        ext.resize(next * 2 + 64);
-        e = journal_extents(fs, ext.data(), static_cast<std::uint32_t>(ext.size()), next, &ee);
-    }
+    std::vector<jbd2::log_extent> ext;
+    e = journal_extents(fs, ext, &ee);
+    const auto next = static_cast<std::uint32_t>(ext.size());
     if (e != errc::ok) {
         why = std::string("the journal inode: ") + describe(e);
         return e;
@@ -642,12 +630,16 @@ inline void close_without_writing(ext2_filsys& fs) noexcept {
             return errc::no_space;
         }
     }
-    if ((e = v.stop(*h)) != errc::ok) return e;
+    if ((e = v.stop(*h)) != errc::ok) {
+        why = std::string("ending the transaction: ") + describe(e);
+        return e;
+    }
     map_stamp st = stamp_of(fs);
     st.built_at.set(static_cast<std::uint64_t>(time(nullptr)));
     v.set_owner_data(reinterpret_cast<const unsigned char*>(&st));
     if ((e = v.commit()) != errc::ok) {
-        why = std::string("commit: ") + describe(e);
+        why = std::string("commit: ") + describe(e) +
+              ": the journal may hold part of the build; replay it (jbtree-e2fs replay, or e2fsck)";
         return e;
     }
     // 5. Checkpoint, empty the log, clear needs_recovery.

@@ -315,6 +315,23 @@ public:
     [[nodiscard]] static bool valid_name(name_ref n) noexcept { return valid_parent_name(n); }
     [[nodiscard]] static std::uint32_t name_hash(name_ref n) noexcept { return NameHash::hash(n.data, n.size); }
 
+    // For a bulk load: number hash collisions as keys of one (child, parent,
+    // hash) are numbered, 0, 1, 2, ... [first, last) must be sorted by
+    // (child, parent, hash) (and, to be reproducible, by name within equal
+    // hashes); key_of(element) gives a reference to something with child,
+    // parent, hash and index members (a parent_key, or the caller's record).
+    template <class It, class KeyOf>
+    static constexpr void number_collisions(It first, It last, KeyOf&& key_of) noexcept {
+        if (first == last) return;
+        It prev = first;
+        key_of(*first).index = 0;
+        for (It it = ++first; it != last; prev = it, ++it) {
+            auto& k = key_of(*it);
+            const auto& p = key_of(*prev);
+            k.index = (k.child == p.child && k.parent == p.parent && k.hash == p.hash) ? p.index + 1 : 0;
+        }
+    }
+
     // ---- credits: worst-case blocks one operation dirties ------------------------------
     //
     // With h = max(height, 1): add 2h + 2 (one insert), remove 2h + 1 (one

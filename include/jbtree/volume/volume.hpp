@@ -196,6 +196,10 @@ public:
         const std::uint64_t dev_blocks = dev.block_count(), first = g.first_block;
         if (first >= dev_blocks || g.block_count > dev_blocks - first)
             return refuse(volume_problem::bad_geometry, errc::range);
+        // A volume at block 0 is the whole device (open() checks that it
+        // still is: a shorter device was truncated).
+        if (first == 0 && g.block_count && g.block_count != dev_blocks)
+            return refuse(volume_problem::bad_geometry, errc::range);
         const std::uint64_t n = g.block_count ? g.block_count : dev_blocks - first;
         std::uint64_t jb = 0;
         if (!g.external_journal) {
