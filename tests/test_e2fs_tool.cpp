@@ -91,9 +91,10 @@ struct compare_stats {
 };
 
 // Compare owner and paths with icheck and ncheck on `img`.
-void compare_with_debugfs(const std::string& img, std::uint64_t nblocks, std::uint64_t ninodes, compare_stats& st) {
-    // Blocks: all of them up to 4096, else an even sample of 4096.
-    std::vector<std::uint64_t> blocks;
+void compare_with_debugfs(const std::string& img, std::uint64_t nblocks, std::uint64_t ninodes, compare_stats& st,
+                          const std::vector<std::uint64_t>& also = {}) {
+    // Blocks: all of them up to 4096, else an even sample of 4096, and `also`.
+    std::vector<std::uint64_t> blocks = also;
     const std::uint64_t step = nblocks > 4096 ? nblocks / 4096 : 1;
     for (std::uint64_t b = 0; b < nblocks; b += step) blocks.push_back(b);
     for (std::size_t i = 0; i < blocks.size(); i += 512) {
@@ -155,6 +156,12 @@ bool have_tools() {
     return run("mkfs.ext4 -V >/dev/null 2>&1") == 0 && run("debugfs -V >/dev/null 2>&1") == 0;
 }
 
+// A new directory under /tmp for one test case (empty path on failure).
+fs::path make_temp_dir() {
+    char t[] = "/tmp/jbtree-e2fs-XXXXXX";
+    return mkdtemp(t) ? fs::path(t) : fs::path();
+}
+
 int fsck_n(const fs::path& img) { return run("e2fsck -fn '" + img.string() + "' >/dev/null 2>&1"); }
 
 // Every regular file under `tree` reads back the same through a loop mount
@@ -195,9 +202,9 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
         MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
         return;
     }
-    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    const fs::path tmp = tmpl, tree = tmp / "tree";
+    const fs::path tmp = make_temp_dir();
+    REQUIRE(!tmp.empty());
+    const fs::path tree = tmp / "tree";
     // Directories, hard links (also across directories), sparse files,
     // xattrs, symlinks (fast and slow), an empty file, a large file.
     std::mt19937_64 rng(5);
@@ -236,8 +243,29 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
         fs::remove(img);
         REQUIRE(run("mkfs.ext4 -q -F " + opts + " -N 1024 -d '" + tree.string() + "' '" + img.string() +
                     "' 32M >/dev/null 2>&1") == 0);
+        // xattrs whatever the tmp filesystem supports: one too large for the
+        // inode (it gets its own block, owned as `xattr`) on two files.
+        std::vector<std::uint64_t> xattr_blocks;
+        {
+            const fs::path value = tmp / "xattr-value";
+            std::ofstream(value) << std::string(600, 'x'); // more than the inode holds, less than a 1 KiB block
+            for (int k : {1, 2}) {
+                const std::string rel = "/" + fs::relative(files[static_cast<std::size_t>(k)], tree).string();
+                REQUIRE(run("debugfs -w -R 'ea_set -f " + value.string() + " " + rel + " user.big' '" + img.string() +
+                            "' >/dev/null 2>&1") == 0);
+            }
+            for (int k : {1, 2}) { // each has an xattr block: compare its owner too
+                const output stat = capture("debugfs -R 'stat /" + fs::relative(files[static_cast<std::size_t>(k)], tree).string() +
+                                            "' '" + img.string() + "'");
+                const auto at = stat.out.find("File ACL: ");
+                REQUIRE(at != std::string::npos);
+                xattr_blocks.push_back(std::strtoull(stat.out.c_str() + at + 10, nullptr, 10));
+                CHECK(xattr_blocks.back() != 0);
+            }
+        }
         compare_stats st;
-        compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st);
+        compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st,
+                             xattr_blocks);
         MESSAGE(opts << ": " << st.blocks << " blocks compared (" << st.owned << " owned by an inode, " << st.shared
                      << " with several owners), " << st.inodes << " inodes, " << st.paths << " paths");
 
@@ -271,7 +299,8 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
         CHECK(q.status == 0);
         CHECK(q.out.find("not using stored maps") == std::string::npos);
         compare_stats stored;
-        compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), stored);
+        compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), stored,
+                             xattr_blocks);
         CHECK(stored.paths == st.paths);
         // The kernel mounts it and reads every file; the mount makes the maps
         // stale, check says so, a new build is clean again.
@@ -300,9 +329,9 @@ TEST_CASE("build: a kill at every write leaves an image e2fsck finds clean after
         MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
         return;
     }
-    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    const fs::path tmp = tmpl, tree = tmp / "tree";
+    const fs::path tmp = make_temp_dir();
+    REQUIRE(!tmp.empty());
+    const fs::path tree = tmp / "tree";
     fs::create_directories(tree / "d1" / "d2");
     for (int f = 0; f < 40; ++f)
         REQUIRE(run("head -c " + std::to_string(f * 3001) + " /dev/urandom > '" + (tree / ("d1/f" + std::to_string(f))).string() + "'") == 0);
@@ -379,9 +408,9 @@ TEST_CASE("build on a filesystem with MMP leaves the MMP block released: e2fsck 
         MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
         return;
     }
-    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    const fs::path tmp = tmpl, tree = tmp / "tree", img = tmp / "mmp.img";
+    const fs::path tmp = make_temp_dir();
+    REQUIRE(!tmp.empty());
+    const fs::path tree = tmp / "tree", img = tmp / "mmp.img";
     fs::create_directories(tree / "d");
     REQUIRE(run("head -c 50000 /dev/urandom > '" + (tree / "d" / "f").string() + "'") == 0);
     REQUIRE(run("mkfs.ext4 -q -F -O mmp -d '" + tree.string() + "' '" + img.string() + "' 16M >/dev/null 2>&1") == 0);
@@ -408,9 +437,8 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
         MESSAGE("SKIP: e2fsprogs tools not installed");
         return;
     }
-    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    const fs::path tmp = tmpl;
+    const fs::path tmp = make_temp_dir();
+    REQUIRE(!tmp.empty());
     int clean = 0, damaged = 0, refused = 0, built = 0, build_refused = 0, tuned = 0;
     for (const auto& entry : fs::directory_iterator(corpus)) {
         const std::string name = entry.path().filename().string();
@@ -497,9 +525,8 @@ TEST_CASE("replay gives the image e2fsck -E journal_only gives, for every corpus
         MESSAGE("SKIP: e2fsck not installed");
         return;
     }
-    char tmpl[] = "/tmp/jbtree-e2fs-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    const fs::path tmp = tmpl;
+    const fs::path tmp = make_temp_dir();
+    REQUIRE(!tmp.empty());
     auto slurp = [](const fs::path& p) {
         std::ifstream in(p, std::ios::binary);
         return std::string(std::istreambuf_iterator<char>(in), {});

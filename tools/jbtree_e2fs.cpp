@@ -114,8 +114,19 @@ std::string json_string(const std::string& s) {
     return json_string(reinterpret_cast<const unsigned char*>(s.data()), s.size());
 }
 
-int open_image(const char* path, ext2_filsys& fs) {
-    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs)) {
+// An image opened read-only, closed when it goes out of scope.
+struct image {
+    ext2_filsys fs = nullptr;
+    image() = default;
+    image(const image&) = delete;
+    image& operator=(const image&) = delete;
+    ~image() {
+        if (fs) ext2fs_close_free(&fs);
+    }
+};
+
+int open_image(const char* path, image& img) {
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &img.fs)) {
         std::fprintf(stderr, "jbtree-e2fs: %s: cannot open: %s\n", path, error_message(e));
         return cannot_open;
     }
@@ -247,12 +258,9 @@ int cmd_refcount(RC& rcm, const std::vector<std::uint64_t>& blocks, bool json) {
 // owner / paths / refcount: from the stored maps when they are there and
 // fresh, else from maps built in memory (said on stderr).
 int cmd_query(const std::string& cmd, const char* path, const std::vector<std::uint64_t>& nums, bool json) {
-    ext2_filsys fs = nullptr;
-    if (int rc = open_image(path, fs)) return rc;
-    struct closer {
-        ext2_filsys* fs;
-        ~closer() { ext2fs_close_free(fs); }
-    } close_fs{&fs};
+    image img;
+    if (int rc = open_image(path, img)) return rc;
+    ext2_filsys fs = img.fs;
     auto run = [&](auto& rm, auto& rc, auto& pm) {
         if (cmd == "owner") return cmd_owner(rm, nums, json);
         if (cmd == "paths") return cmd_paths(pm, nums, json);
@@ -326,12 +334,9 @@ int cmd_build(const char* path, bool json) {
 
 // check: the stored trees, their blocks, and both ways against a scan.
 int cmd_check(const char* path, bool json) {
-    ext2_filsys fs = nullptr;
-    if (int rc = open_image(path, fs)) return rc;
-    struct closer {
-        ext2_filsys* fs;
-        ~closer() { ext2fs_close_free(fs); }
-    } close_fs{&fs};
+    image img;
+    if (int rc = open_image(path, img)) return rc;
+    ext2_filsys fs = img.fs;
     std::vector<std::string> problems;
     std::string info;
     auto finish = [&](int rc, const char* state) {
