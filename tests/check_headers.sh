@@ -18,7 +18,7 @@ set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
-allowed=(cstdint cstddef type_traits concepts bit limits new)
+allowed=(cstdint cstddef type_traits concepts bit limits new stddef.h stdint.h)
 
 read -r -a cxx <<<"${CXX:-c++}"
 if ! command -v "${cxx[0]}" >/dev/null 2>&1; then
@@ -67,6 +67,18 @@ for h in "${headers[@]}"; do
     fi
     compiled=$((compiled + 1))
 done
+# The C API's implementation is a fragment of jbtree/c/jbtree.h, compiled
+# when JBTREE_C_IMPLEMENTATION is defined: check it that way too.
+if [ -f include/jbtree/c/jbtree.h ]; then
+    printf '#define JBTREE_C_IMPLEMENTATION\n#include <jbtree/c/jbtree.h>\n' >"$tmp/tu.cpp"
+    if ! out=$("${cxx[@]}" -std=c++20 -fsyntax-only -ffreestanding -fno-exceptions -fno-rtti \
+        -Wall -Wextra -Wpedantic -Werror -I include "$tmp/tu.cpp" 2>&1); then
+        echo "FAIL: jbtree/c/jbtree.h with JBTREE_C_IMPLEMENTATION does not compile (freestanding):"
+        printf '%s\n' "$out" | head -n 30
+        fail=1
+    fi
+    compiled=$((compiled + 1))
+fi
 
 if [ $fail -ne 0 ]; then
     exit 1

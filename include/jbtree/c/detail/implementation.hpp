@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: MIT
+// jbtree: the C API's implementation (include/jbtree/c/jbtree.h).
+//
+// Compiled in exactly one C++ translation unit, by jbtree.h when
+// JBTREE_C_IMPLEMENTATION is defined. A jbt_volume is a jbtree::volume over
+// a BlockDevice that calls the caller's jbt_block_io, in memory from the
+// caller's jbt_allocator (the journal's cache and tables, the volume bitmap,
+// a paths_of() buffer), holding the rmap in tree slot 0, the refcount map
+// in slot 1 and parent pointers in slot 2 (tree ids 1, 2, 3). Each change
+// runs in a handle of exactly the credits it needs and records the changed
+// anchors in the same handle.
+#pragma once
+
+#ifndef JBTREE_C_JBTREE_H
+#error "include jbtree/c/jbtree.h with JBTREE_C_IMPLEMENTATION defined instead"
+#endif
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "jbtree/base/errc.hpp"
+#include "jbtree/journal/jbd2_journal.hpp"
+#include "jbtree/maps/parent_map.hpp"
+#include "jbtree/maps/refcount_map.hpp"
+#include "jbtree/maps/rmap.hpp"
+#include "jbtree/volume/ownership.hpp"
+#include "jbtree/volume/volume.hpp"
+
+namespace jbtree::c_api {
+
+// A callback's return value as an errc: the library's own values pass
+// through, anything else negative is an I/O failure.
+inline errc from_errno(int r) noexcept {
+    if (r >= 0) return errc::ok;
+    const errc e = static_cast<errc>(r);
+    switch (e) {
+    case errc::ok:
+    case errc::not_found:
+    case errc::io:
+    case errc::no_memory:
+    case errc::busy:
+    case errc::exists:
+    case errc::invalid:
+    case errc::no_space:
+    case errc::range:
+    case errc::not_empty:
+    case errc::too_deep:
+    case errc::not_supported:
+    case errc::no_credits:
+    case errc::bad_checksum:
+    case errc::corrupted: return e;
+    }
+    return errc::io;
+}
+
+// A BlockDevice over the caller's callbacks.
+class callback_device {
+public:
+    explicit callback_device(const jbt_block_io& io) noexcept : io_(io) {}
+    [[nodiscard]] std::uint32_t block_size() const noexcept { return io_.block_size; }
+    [[nodiscard]] std::uint64_t block_count() const noexcept { return io_.block_count; }
+    [[nodiscard]] errc read_blocks(std::uint64_t blk, std::uint32_t n, unsigned char* out) noexcept {
+        if (n == 0) return errc::ok;
+        if (!out) return errc::invalid;
+        if (blk >= io_.block_count || n > io_.block_count - blk) return errc::range;
+        return from_errno(io_.read(io_.ctx, blk, n, out));
+    }
+    [[nodiscard]] errc write_blocks(std::uint64_t blk, std::uint32_t n, const unsigned char* in) noexcept {
+        if (n == 0) return errc::ok;
+        if (!in) return errc::invalid;
+        if (blk >= io_.block_count || n > io_.block_count - blk) return errc::range;
+        return from_errno(io_.write(io_.ctx, blk, n, in));
+    }
+    [[nodiscard]] errc flush() noexcept { return from_errno(io_.flush(io_.ctx)); }
+
+private:
+    jbt_block_io io_;
+};
+static_assert(BlockDevice<callback_device>);
+
+[[nodiscard]] inline bool valid_io(const jbt_block_io* io) noexcept {
+    return io && io->read && io->write && io->flush && valid_block_size(io->block_size) && io->block_size >= 1024 &&
+           io->block_count > 0;
+}
+[[nodiscard]] inline bool valid_allocator(const jbt_allocator* a) noexcept { return a && a->alloc && a->free; }
+
+// One allocation from the caller's allocator, remembered for freeing.
+struct allocation {
+    void* p = nullptr;
+    std::size_t size = 0, align = 0;
+};
+
+// A value constructed in place later (no <optional> in freestanding code).
+template <class T>
+class slot {
+public:
+    slot() noexcept {}
+    slot(const slot&) = delete;
+    slot& operator=(const slot&) = delete;
+    ~slot() { reset(); }
+    template <class... A>
+    T& emplace(A&&... a) noexcept {
+        reset();
+        T* t = ::new (static_cast<void*>(buf_)) T(static_cast<A&&>(a)...);
+        live_ = true;
+        return *t;
+    }
+    void reset() noexcept {
+        if (live_) get().~T();
+        live_ = false;
+    }
+    [[nodiscard]] T& get() noexcept { return *std::launder(reinterpret_cast<T*>(buf_)); }
+    [[nodiscard]] bool live() const noexcept { return live_; }
+
+private:
+    alignas(T) unsigned char buf_[sizeof(T)];
+    bool live_ = false;
+};
+
+inline constexpr std::uint32_t slot_rmap = 0, slot_refcount = 1, slot_parent = 2;
+inline constexpr std::uint32_t path_depth = 64;
+
+using volume_type = volume<callback_device>;
+using S = volume_type::storage;
+using J = volume_type::journal_type;
+
+} // namespace jbtree::c_api
+
+// The opaque volume of the C API.
+struct jbt_volume {
+    explicit jbt_volume(const jbt_block_io& io, const jbt_allocator& a) noexcept : mem(a), dev(io) {}
+
+    jbt_allocator mem;
+    jbt_journal_hooks hooks{};
+    jbtree::c_api::callback_device dev;
+    jbtree::c_api::allocation parts[12];
+    unsigned nparts = 0;
+    jbtree::volume_memory vm{};
+    unsigned char* path_buf = nullptr;
+    std::size_t path_buf_size = 0;
+    jbtree::c_api::slot<jbtree::c_api::volume_type> vol;
+    jbtree::c_api::slot<jbtree::rmap<jbtree::c_api::S, jbtree::c_api::J>> rm;
+    jbtree::c_api::slot<jbtree::refcount_map<jbtree::c_api::S, jbtree::c_api::J>> rc;
+    jbtree::c_api::slot<jbtree::parent_map<jbtree::c_api::S, jbtree::c_api::J>> pm;
+
+    // Memory from the caller's allocator, zeroed; freed by release().
+    template <class T>
+    T* take(std::size_t count, std::size_t align = alignof(T)) noexcept {
+        if (nparts == sizeof parts / sizeof parts[0] || count == 0) return nullptr;
+        const std::size_t size = count * sizeof(T);
+        void* p = mem.alloc(mem.ctx, size, align);
+        if (!p) return nullptr;
+        parts[nparts++] = {p, size, align};
+        jbtree::fill_bytes(static_cast<unsigned char*>(p), 0, size);
+        return static_cast<T*>(p);
+    }
+    // Destroy the maps and the volume (nothing written) and give back the memory.
+    void release() noexcept {
+        pm.reset();
+        rc.reset();
+        rm.reset();
+        vol.reset();
+        while (nparts) {
+            const jbtree::c_api::allocation& a = parts[--nparts];
+            mem.free(mem.ctx, a.p, a.size, a.align);
+        }
+    }
+};
+
+namespace jbtree::c_api {
+
+inline std::uint64_t hook_clock(void* ctx) noexcept {
+    auto* v = static_cast<jbt_volume*>(ctx);
+    return v->hooks.clock_ns(v->hooks.ctx);
+}
+inline errc hook_log_state(void* ctx, bool live) noexcept {
+    auto* v = static_cast<jbt_volume*>(ctx);
+    return from_errno(v->hooks.log_state(v->hooks.ctx, live ? 1 : 0));
+}
+
+// Run f(handle) in a handle of `credits`, record the three anchors in the
+// same handle, stop it.
+template <class F>
+int with_handle(jbt_volume* v, std::uint64_t credits, F&& f) noexcept {
+    volume_type& vol = v->vol.get();
+    if (credits == 0 || credits > vol.max_handle_credits()) return static_cast<int>(errc::no_credits);
+    auto h = vol.start(static_cast<std::uint32_t>(credits));
+    if (!h) return static_cast<int>(h.error());
+    errc e = f(*h);
+    if (e == errc::ok) e = vol.set_anchor(slot_rmap, v->rm.get().anchor());
+    if (e == errc::ok) e = vol.set_anchor(slot_refcount, v->rc.get().anchor());
+    if (e == errc::ok) e = vol.set_anchor(slot_parent, v->pm.get().anchor());
+    const errc s = vol.stop(*h);
+    return static_cast<int>(e != errc::ok ? e : s);
+}
+
+} // namespace jbtree::c_api
+
+extern "C" {
+
+int jbt_volume_create(const jbt_block_io* io, const jbt_allocator* mem, uint32_t journal_blocks, const uint8_t* uuid) {
+    using namespace jbtree;
+    if (!c_api::valid_io(io) || !c_api::valid_allocator(mem)) return static_cast<int>(errc::invalid);
+    c_api::callback_device dev(*io);
+    volume_geometry g;
+    g.journal_blocks = journal_blocks;
+    if (uuid) copy_bytes(g.uuid, uuid, 16);
+    void* scratch = mem->alloc(mem->ctx, io->block_size, 64);
+    if (!scratch) return static_cast<int>(errc::no_memory);
+    const errc e = c_api::volume_type::create(dev, g, static_cast<unsigned char*>(scratch));
+    mem->free(mem->ctx, scratch, io->block_size, 64);
+    return static_cast<int>(e);
+}
+
+int jbt_volume_open(const jbt_block_io* io, const jbt_allocator* mem, const jbt_journal_hooks* hooks,
+                    const jbt_open_options* opts, jbt_volume** out) {
+    using namespace jbtree;
+    using c_api::S;
+    using c_api::J;
+    if (!c_api::valid_io(io) || !c_api::valid_allocator(mem) || !out) return static_cast<int>(errc::invalid);
+    const std::uint32_t bs = io->block_size;
+    const std::uint32_t cache = opts && opts->cache_blocks ? opts->cache_blocks : 1024;
+    const std::uint32_t max_tx = opts && opts->max_transaction_blocks ? opts->max_transaction_blocks : 256;
+    if (cache < max_tx + 64 || max_tx < 8) return static_cast<int>(errc::invalid); // the journal's own rule
+    void* self = mem->alloc(mem->ctx, sizeof(jbt_volume), alignof(jbt_volume));
+    if (!self) return static_cast<int>(errc::no_memory);
+    jbt_volume* v = ::new (self) jbt_volume(*io, *mem);
+    auto fail = [&](errc e) noexcept {
+        v->release();
+        const jbt_allocator a = v->mem;
+        v->~jbt_volume();
+        a.free(a.ctx, self, sizeof(jbt_volume), alignof(jbt_volume));
+        return static_cast<int>(e);
+    };
+    if (hooks) v->hooks = *hooks;
+    // The journal's and the volume's memory.
+    const std::uint32_t buckets = std::bit_ceil(cache), committed = 64, staging = 16, revokes = 1u << 14;
+    const std::uint64_t bits = std::uint64_t{bs} * 8;
+    const std::uint32_t bitmap = static_cast<std::uint32_t>((io->block_count + bits - 1) / bits);
+    jbd2::journal_memory& jm = v->vm.journal;
+    jm.cache = v->take<unsigned char>(std::size_t{cache} * bs, 64);
+    jm.slots = v->take<jbd2::cache_slot>(cache);
+    jm.cache_blocks = cache;
+    jm.buckets = v->take<std::uint32_t>(buckets);
+    jm.bucket_count = buckets;
+    jm.running = v->take<std::uint32_t>(max_tx);
+    jm.revokes = v->take<std::uint64_t>(max_tx);
+    jm.max_transaction_blocks = max_tx;
+    jm.committed = v->take<jbd2::committed_tx>(committed);
+    jm.committed_capacity = committed;
+    jm.staging = v->take<unsigned char>(std::size_t{staging} * bs, 64);
+    jm.staging_blocks = staging;
+    v->vm.bitmap = v->take<unsigned char>(std::size_t{bitmap} * bs);
+    v->vm.bitmap_dirty = v->take<unsigned char>(bitmap);
+    v->vm.bitmap_blocks = bitmap;
+    v->vm.revokes = v->take<jbd2::revoke_entry>(revokes);
+    v->vm.revoke_capacity = revokes;
+    v->path_buf_size = parent_map<S, J>::path_buffer_size(c_api::path_depth);
+    v->path_buf = v->take<unsigned char>(v->path_buf_size);
+    if (!jm.cache || !jm.slots || !jm.buckets || !jm.running || !jm.revokes || !jm.committed || !jm.staging ||
+        !v->vm.bitmap || !v->vm.bitmap_dirty || !v->vm.revokes || !v->path_buf)
+        return fail(errc::no_memory);
+    c_api::volume_type& vol = v->vol.emplace(v->dev, v->vm);
+    jbd2::journal_options o;
+    if (v->hooks.clock_ns) o.clock_ns = &c_api::hook_clock, o.clock_ctx = v;
+    if (v->hooks.log_state) o.log_state = &c_api::hook_log_state, o.log_state_ctx = v;
+    if (const errc e = vol.open(o); e != errc::ok) return fail(e);
+    // The maps: opened from their anchors, or new and empty.
+    auto a0 = vol.anchor(c_api::slot_rmap);
+    auto a1 = vol.anchor(c_api::slot_refcount);
+    auto a2 = vol.anchor(c_api::slot_parent);
+    auto rm = a0 ? rmap<S, J>::open(vol.store(), vol.journal(), *a0) : rmap<S, J>::create(vol.store(), vol.journal(), 1);
+    if (!rm) return fail(rm.error());
+    v->rm.emplace(rvalue(*rm));
+    auto rc = a1 ? refcount_map<S, J>::open(vol.store(), vol.journal(), *a1)
+                 : refcount_map<S, J>::create(vol.store(), vol.journal(), 2);
+    if (!rc) return fail(rc.error());
+    v->rc.emplace(rvalue(*rc));
+    auto pm = a2 ? parent_map<S, J>::open(vol.store(), vol.journal(), *a2)
+                 : parent_map<S, J>::create(vol.store(), vol.journal(), 3);
+    if (!pm) return fail(pm.error());
+    v->pm.emplace(rvalue(*pm));
+    *out = v;
+    return 0;
+}
+
+int jbt_volume_commit(jbt_volume* v) {
+    if (!v) return static_cast<int>(jbtree::errc::invalid);
+    return static_cast<int>(v->vol.get().commit());
+}
+
+static void jbt_free_volume(jbt_volume* v) noexcept {
+    v->release();
+    const jbt_allocator a = v->mem;
+    v->~jbt_volume();
+    a.free(a.ctx, v, sizeof(jbt_volume), alignof(jbt_volume));
+}
+
+int jbt_volume_close(jbt_volume* v) {
+    if (!v) return static_cast<int>(jbtree::errc::invalid);
+    const jbtree::errc e = v->vol.get().close();
+    jbt_free_volume(v);
+    return static_cast<int>(e);
+}
+
+void jbt_volume_abandon(jbt_volume* v) {
+    if (v) jbt_free_volume(v);
+}
+
+int jbt_rmap_map(jbt_volume* v, uint64_t start, uint64_t length, uint64_t owner, uint64_t offset, uint32_t flags) {
+    if (!v) return static_cast<int>(jbtree::errc::invalid);
+    auto& rm = v->rm.get();
+    return jbtree::c_api::with_handle(v, rm.map_credits(),
+                                      [&](auto& h) noexcept { return rm.map(h, start, length, owner, offset, flags); });
+}
+
+int jbt_rmap_unmap(jbt_volume* v, uint64_t start, uint64_t length, uint64_t owner, uint64_t offset) {
+    if (!v) return static_cast<int>(jbtree::errc::invalid);
+    auto& rm = v->rm.get();
+    auto credits = rm.unmap_credits(start, length, owner, offset);
+    if (!credits) return static_cast<int>(credits.error());
+    return jbtree::c_api::with_handle(v, *credits,
+                                      [&](auto& h) noexcept { return rm.unmap(h, start, length, owner, offset); });
+}
+
+int jbt_rmap_owners(jbt_volume* v, uint64_t block, jbt_rmap_visit visit, void* ctx) {
+    if (!v || !visit) return static_cast<int>(jbtree::errc::invalid);
+    return static_cast<int>(v->rm.get().owners_of(block, [&](const jbtree::rmap_record& r) noexcept {
+        const jbt_rmap_record c{r.start, r.length, r.owner, r.offset, r.flags};
+        return visit(ctx, &c) == 0;
+    }));
+}
+
+int jbt_refcount_adjust(jbt_volume* v, uint64_t start, uint64_t length, int delta) {
+    using jbtree::errc;
+    if (!v) return static_cast<int>(errc::invalid);
+    auto& rc = v->rc.get();
+    // As many steps as it takes: each one a handle of the credits its part
+    // of the range needs, capped at what one handle may hold.
+    for (std::uint64_t at = start, end = start + length;;) {
+        auto need = rc.adjust_credits(at, end - at, delta);
+        if (!need) return static_cast<int>(need.error());
+        const std::uint64_t cap = v->vol.get().max_handle_credits();
+        bool done = false;
+        const int r = jbtree::c_api::with_handle(v, *need < cap ? *need : cap, [&](auto& h) noexcept {
+            auto a = rc.adjust(h, at, end - at, delta);
+            if (!a) return a.error();
+            done = a->done;
+            at = a->next;
+            return errc::ok;
+        });
+        if (r != 0 || done) return r;
+    }
+}
+
+int jbt_refcount_get(jbt_volume* v, uint64_t block, uint32_t* count) {
+    if (!v || !count) return static_cast<int>(jbtree::errc::invalid);
+    auto c = v->rc.get().refcount_of(block);
+    if (!c) return static_cast<int>(c.error());
+    *count = *c;
+    return 0;
+}
+
+int jbt_parent_add(jbt_volume* v, uint64_t child, uint64_t parent, uint32_t parent_generation, const char* name,
+                   size_t name_len) {
+    if (!v || !name) return static_cast<int>(jbtree::errc::invalid);
+    auto& pm = v->pm.get();
+    return jbtree::c_api::with_handle(v, pm.add_credits(), [&](auto& h) noexcept {
+        return pm.add(h, child, parent, parent_generation, jbtree::name_ref(name, name_len));
+    });
+}
+
+int jbt_parent_remove(jbt_volume* v, uint64_t child, uint64_t parent, const char* name, size_t name_len) {
+    if (!v || !name) return static_cast<int>(jbtree::errc::invalid);
+    auto& pm = v->pm.get();
+    return jbtree::c_api::with_handle(v, pm.remove_credits(), [&](auto& h) noexcept {
+        return pm.remove(h, child, parent, jbtree::name_ref(name, name_len));
+    });
+}
+
+int jbt_parent_find(jbt_volume* v, uint64_t child, uint64_t parent, const char* name, size_t name_len,
+                    uint32_t* parent_generation) {
+    if (!v || !name || !parent_generation) return static_cast<int>(jbtree::errc::invalid);
+    auto g = v->pm.get().find(child, parent, jbtree::name_ref(name, name_len));
+    if (!g) return static_cast<int>(g.error());
+    *parent_generation = *g;
+    return 0;
+}
+
+int jbt_parent_paths(jbt_volume* v, uint64_t ino, uint64_t root, jbt_path_visit visit, void* ctx, uint64_t* complete) {
+    if (!v || !visit) return static_cast<int>(jbtree::errc::invalid);
+    std::uint64_t n = 0;
+    auto r = v->pm.get().paths_of(ino, root, jbtree::c_api::path_depth, v->path_buf, v->path_buf_size,
+                                  [&](const jbtree::path_event& e) noexcept {
+                                      if (e.kind != jbtree::path_kind::complete) return true;
+                                      ++n;
+                                      return visit(ctx, reinterpret_cast<const char*>(e.path), e.size) == 0;
+                                  });
+    if (complete) *complete = n;
+    return r ? 0 : static_cast<int>(r.error());
+}
+
+int jbt_verify(jbt_volume* v, jbt_verify_result* out) {
+    using jbtree::errc;
+    if (!v || !out) return static_cast<int>(errc::invalid);
+    *out = jbt_verify_result{};
+    auto& vol = v->vol.get();
+    auto& rm = v->rm.get();
+    auto& rc = v->rc.get();
+    auto& pm = v->pm.get();
+    const auto rv = rm.verify();
+    const auto cv = rc.verify();
+    const auto pv = pm.verify();
+    out->rmap_records = rm.size();
+    out->refcount_records = rc.size();
+    out->parent_records = pm.size();
+    out->problems = rv.tree.problem_count + rv.problem_count + cv.tree.problem_count + cv.problem_count +
+                    pv.tree.problem_count + pv.problem_count;
+    if (out->problems) return 0; // the other checks walk the trees: only on sound ones
+    const std::size_t seen_bytes = static_cast<std::size_t>((vol.end_block() - vol.data_start() + 7) / 8);
+    const std::size_t ends = 4096;
+    auto* seen = static_cast<unsigned char*>(v->mem.alloc(v->mem.ctx, seen_bytes, 8));
+    auto* sweep = static_cast<std::uint64_t*>(v->mem.alloc(v->mem.ctx, ends * sizeof(std::uint64_t), 8));
+    errc e = errc::ok;
+    if (seen && sweep) {
+        const auto own = jbtree::check_ownership(vol, seen, seen_bytes, rm.tree(), rc.tree(), pm.tree());
+        out->block_problems = own.problem_count;
+        auto src = rm.extents();
+        auto cc = rc.cross_check(src, {sweep, ends}, [](std::uint64_t, std::uint64_t, std::uint32_t, std::uint32_t) noexcept {});
+        if (cc) out->refcount_mismatches = *cc;
+        else e = cc.error();
+    } else {
+        e = errc::no_memory;
+    }
+    if (seen) v->mem.free(v->mem.ctx, seen, seen_bytes, 8);
+    if (sweep) v->mem.free(v->mem.ctx, sweep, ends * sizeof(std::uint64_t), 8);
+    return static_cast<int>(e);
+}
+
+const char* jbt_strerror(int err) { return jbtree::describe(static_cast<jbtree::errc>(err)); }
+
+} // extern "C"
