@@ -5,6 +5,7 @@
 #include "jbtree/base/crc32c.hpp"
 #include "jbtree/base/endian.hpp"
 #include "jbtree/base/errc.hpp"
+#include "jbtree/base/in_place.hpp"
 #include "jbtree/engine/btree.hpp"
 #include "jbtree/journal/jbd2_journal.hpp"
 #include "jbtree/journal/jbd2_mkjournal.hpp"

@@ -21,6 +21,7 @@
 #include <new>
 
 #include "jbtree/base/errc.hpp"
+#include "jbtree/base/in_place.hpp"
 #include "jbtree/journal/jbd2_journal.hpp"
 #include "jbtree/maps/parent_map.hpp"
 #include "jbtree/maps/refcount_map.hpp"
@@ -92,33 +93,6 @@ struct allocation {
     std::size_t size = 0, align = 0;
 };
 
-// A value constructed in place later (no <optional> in freestanding code).
-template <class T>
-class slot {
-public:
-    slot() noexcept {}
-    slot(const slot&) = delete;
-    slot& operator=(const slot&) = delete;
-    ~slot() { reset(); }
-    template <class... A>
-    T& emplace(A&&... a) noexcept {
-        reset();
-        T* t = ::new (static_cast<void*>(buf_)) T(static_cast<A&&>(a)...);
-        live_ = true;
-        return *t;
-    }
-    void reset() noexcept {
-        if (live_) get().~T();
-        live_ = false;
-    }
-    [[nodiscard]] T& get() noexcept { return *std::launder(reinterpret_cast<T*>(buf_)); }
-    [[nodiscard]] bool live() const noexcept { return live_; }
-
-private:
-    alignas(T) unsigned char buf_[sizeof(T)];
-    bool live_ = false;
-};
-
 inline constexpr std::uint32_t slot_rmap = 0, slot_refcount = 1, slot_parent = 2;
 inline constexpr std::uint32_t path_depth = 64;
 
@@ -140,10 +114,10 @@ struct jbt_volume {
     jbtree::volume_memory vm{};
     unsigned char* path_buf = nullptr;
     std::size_t path_buf_size = 0;
-    jbtree::c_api::slot<jbtree::c_api::volume_type> vol;
-    jbtree::c_api::slot<jbtree::rmap<jbtree::c_api::S, jbtree::c_api::J>> rm;
-    jbtree::c_api::slot<jbtree::refcount_map<jbtree::c_api::S, jbtree::c_api::J>> rc;
-    jbtree::c_api::slot<jbtree::parent_map<jbtree::c_api::S, jbtree::c_api::J>> pm;
+    jbtree::in_place<jbtree::c_api::volume_type> vol;
+    jbtree::in_place<jbtree::rmap<jbtree::c_api::S, jbtree::c_api::J>> rm;
+    jbtree::in_place<jbtree::refcount_map<jbtree::c_api::S, jbtree::c_api::J>> rc;
+    jbtree::in_place<jbtree::parent_map<jbtree::c_api::S, jbtree::c_api::J>> pm;
 
     // Memory from the caller's allocator, zeroed; freed by release().
     template <class T>
