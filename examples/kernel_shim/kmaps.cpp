@@ -122,20 +122,10 @@ int kmaps_rmap_owners(kmaps* m, uint64_t block, uint64_t* owners, int max, int* 
 }
 
 int kmaps_refcount_adjust(kmaps* m, uint64_t start, uint64_t len, int delta) {
-    auto& rc = m->rc.get();
-    for (std::uint64_t at = start, end = start + len;;) {
-        auto need = rc.adjust_credits(at, end - at, delta);
-        if (!need) return static_cast<int>(need.error());
-        bool done = false;
-        const int r = m->run(*need, [&](J::handle& h) noexcept {
-            auto a = rc.adjust(h, at, end - at, delta);
-            if (!a) return a.error();
-            done = a->done;
-            at = a->next;
-            return errc::ok;
-        });
-        if (r != 0 || done) return r;
-    }
+    return static_cast<int>(m->rc.get().adjust_all(start, len, delta, 0x7FFFFFFFu,
+                                                   [&](std::uint64_t credits, auto&& step) noexcept {
+                                                       return m->run(credits, step);
+                                                   }));
 }
 
 int kmaps_refcount_get(kmaps* m, uint64_t block, uint32_t* count) {

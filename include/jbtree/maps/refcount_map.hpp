@@ -407,6 +407,29 @@ public:
         return adjust(h, start, len, delta, [](std::uint64_t, std::uint64_t, std::uint32_t) noexcept {});
     }
 
+    // The whole range, in as many handles as it takes (each one atomic, the
+    // whole not): in_handle(credits, step) must start a handle of `credits`,
+    // call step(handle) -> errc, stop the handle and return the first error
+    // (as errc or a negative int). Each handle asks for what the rest of the
+    // range needs, capped at max_credits (what one handle may hold).
+    template <class InHandle>
+    [[nodiscard]] errc adjust_all(std::uint64_t start, std::uint64_t len, int delta, std::uint64_t max_credits,
+                                  InHandle&& in_handle) noexcept {
+        for (std::uint64_t at = start, end = start + len;;) {
+            auto need = adjust_credits(at, end - at, delta);
+            if (!need) return need.error();
+            bool done = false;
+            const errc e = static_cast<errc>(in_handle(*need < max_credits ? *need : max_credits, [&](handle& h) noexcept {
+                auto a = adjust(h, at, end - at, delta);
+                if (!a) return a.error();
+                done = a->done;
+                at = a->next;
+                return errc::ok;
+            }));
+            if (e != errc::ok || done) return e;
+        }
+    }
+
     // ---- rebuild and cross-check from an rmap ----------------------------------------
 
     // Records the sweep of `src` produces (the n for rebuild_from_rmap).

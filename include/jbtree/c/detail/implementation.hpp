@@ -310,23 +310,10 @@ int jbt_rmap_owners(jbt_volume* v, uint64_t block, jbt_rmap_visit visit, void* c
 int jbt_refcount_adjust(jbt_volume* v, uint64_t start, uint64_t length, int delta) {
     using jbtree::errc;
     if (!v) return static_cast<int>(errc::invalid);
-    auto& rc = v->rc.get();
-    // As many steps as it takes: each one a handle of the credits its part
-    // of the range needs, capped at what one handle may hold.
-    for (std::uint64_t at = start, end = start + length;;) {
-        auto need = rc.adjust_credits(at, end - at, delta);
-        if (!need) return static_cast<int>(need.error());
-        const std::uint64_t cap = v->vol.get().max_handle_credits();
-        bool done = false;
-        const int r = jbtree::c_api::with_handle(v, *need < cap ? *need : cap, [&](auto& h) noexcept {
-            auto a = rc.adjust(h, at, end - at, delta);
-            if (!a) return a.error();
-            done = a->done;
-            at = a->next;
-            return errc::ok;
-        });
-        if (r != 0 || done) return r;
-    }
+    return static_cast<int>(v->rc.get().adjust_all(start, length, delta, v->vol.get().max_handle_credits(),
+                                                   [&](std::uint64_t credits, auto&& step) noexcept {
+                                                       return jbtree::c_api::with_handle(v, credits, step);
+                                                   }));
 }
 
 int jbt_refcount_get(jbt_volume* v, uint64_t block, uint32_t* count) {
