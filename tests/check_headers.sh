@@ -55,29 +55,27 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 compiled=0
-for h in "${headers[@]}"; do
-    case "/$h" in */detail/*) continue ;; esac
-    rel=${h#include/}
-    printf '#include <%s>\n' "$rel" >"$tmp/tu.cpp"
+# compile_tu WHAT LINE...: a translation unit of these lines, freestanding.
+compile_tu() {
+    local what=$1
+    shift
+    printf '%s\n' "$@" >"$tmp/tu.cpp"
     if ! out=$("${cxx[@]}" -std=c++20 -fsyntax-only -ffreestanding -fno-exceptions -fno-rtti \
         -Wall -Wextra -Wpedantic -Werror -I include "$tmp/tu.cpp" 2>&1); then
-        echo "FAIL: $h does not compile on its own (freestanding):"
+        echo "FAIL: $what does not compile (freestanding):"
         printf '%s\n' "$out" | head -n 30
         fail=1
     fi
     compiled=$((compiled + 1))
+}
+for h in "${headers[@]}"; do
+    case "/$h" in */detail/*) continue ;; esac
+    compile_tu "$h on its own" "#include <${h#include/}>"
 done
 # The C API's implementation is a fragment of jbtree/c/jbtree.h, compiled
 # when JBTREE_C_IMPLEMENTATION is defined: check it that way too.
 if [ -f include/jbtree/c/jbtree.h ]; then
-    printf '#define JBTREE_C_IMPLEMENTATION\n#include <jbtree/c/jbtree.h>\n' >"$tmp/tu.cpp"
-    if ! out=$("${cxx[@]}" -std=c++20 -fsyntax-only -ffreestanding -fno-exceptions -fno-rtti \
-        -Wall -Wextra -Wpedantic -Werror -I include "$tmp/tu.cpp" 2>&1); then
-        echo "FAIL: jbtree/c/jbtree.h with JBTREE_C_IMPLEMENTATION does not compile (freestanding):"
-        printf '%s\n' "$out" | head -n 30
-        fail=1
-    fi
-    compiled=$((compiled + 1))
+    compile_tu "jbtree/c/jbtree.h with JBTREE_C_IMPLEMENTATION" "#define JBTREE_C_IMPLEMENTATION" "#include <jbtree/c/jbtree.h>"
 fi
 
 if [ $fail -ne 0 ]; then
