@@ -159,6 +159,198 @@ static uint64_t fixed_clock(void *ctx)
 	return 1700000000ull * 1000000000ull;
 }
 
+/* ---- the caller's own buffer cache and journal (for jbt_maps_open) ------------------------ */
+
+struct my_cache {
+	unsigned char *blocks; /* nblocks * 4096, updated in place */
+	unsigned char used[1024];
+	uint64_t nblocks;
+	long pins;             /* buffers not released */
+	long frees;
+};
+
+static int mc_read(void *ctx, uint64_t blkno, struct jbt_buffer *out)
+{
+	struct my_cache *c = ctx;
+	if (blkno == 0 || blkno >= c->nblocks || !c->used[blkno])
+		return -EIO;
+	out->data = c->blocks + blkno * 4096;
+	out->blkno = blkno;
+	out->priv = NULL;
+	++c->pins;
+	return 0;
+}
+
+static int mc_allocate(void *ctx, struct jbt_buffer *out)
+{
+	struct my_cache *c = ctx;
+	uint64_t b;
+	for (b = 1; b < c->nblocks; ++b)
+		if (!c->used[b]) {
+			c->used[b] = 1;
+			memset(c->blocks + b * 4096, 0, 4096);
+			out->data = c->blocks + b * 4096;
+			out->blkno = b;
+			++c->pins;
+			return 0;
+		}
+	return -ENOSPC;
+}
+
+static int mc_free(void *ctx, uint64_t blkno)
+{
+	struct my_cache *c = ctx;
+	if (blkno >= c->nblocks || !c->used[blkno])
+		return -EINVAL;
+	c->used[blkno] = 0;
+	++c->frees;
+	return 0;
+}
+
+static void mc_release(void *ctx, struct jbt_buffer *b)
+{
+	struct my_cache *c = ctx;
+	(void)b;
+	--c->pins;
+}
+
+struct my_journal {
+	uint32_t handle_credits[4];
+	int open_handles;
+	uint64_t tid;
+	long dirtied, forgotten, max_credits;
+};
+
+static int mj_start(void *ctx, uint32_t credits, void **handle)
+{
+	struct my_journal *j = ctx;
+	if (credits > j->max_credits)
+		return -ENOSPC;
+	if (j->open_handles == 4)
+		return -EBUSY;
+	j->handle_credits[j->open_handles] = credits;
+	*handle = &j->handle_credits[j->open_handles++];
+	return 0;
+}
+static uint32_t mj_credits_left(void *ctx, void *handle)
+{
+	(void)ctx;
+	return *(uint32_t *)handle;
+}
+static uint64_t mj_tid(void *ctx, void *handle)
+{
+	(void)handle;
+	return ((struct my_journal *)ctx)->tid;
+}
+static int mj_access(void *ctx, void *handle, struct jbt_buffer *b)
+{
+	uint32_t *credits = handle;
+	(void)ctx;
+	(void)b;
+	if (*credits == 0)
+		return -ENOSPC;
+	--*credits;
+	return 0;
+}
+static int mj_dirty(void *ctx, void *handle, struct jbt_buffer *b)
+{
+	(void)handle;
+	(void)b;
+	++((struct my_journal *)ctx)->dirtied;
+	return 0;
+}
+static int mj_forget(void *ctx, void *handle, uint64_t blkno)
+{
+	(void)handle;
+	(void)blkno;
+	++((struct my_journal *)ctx)->forgotten;
+	return 0;
+}
+static int mj_stop(void *ctx, void *handle)
+{
+	struct my_journal *j = ctx;
+	(void)handle;
+	--j->open_handles;
+	++j->tid;
+	return 0;
+}
+
+/* The maps over a caller's cache and journal: every function, then reopened
+ * from the roots the caller kept. */
+static void test_callers_backend(const struct jbt_allocator *mem)
+{
+	struct my_cache c;
+	struct my_journal j;
+	struct jbt_storage_ops so = { &c, 4096, 0xABCDu, mc_read, mc_allocate, mc_free, mc_release };
+	struct jbt_journal_ops jo = { &j, mj_start, mj_credits_left, mj_tid, mj_access, mj_access, mj_dirty, mj_forget, mj_stop };
+	struct jbt_root roots[3];
+	struct jbt_verify_result vr;
+	struct owners o;
+	struct paths ps;
+	jbt_volume *m = NULL;
+	uint32_t count = 0, gen = 0;
+	uint64_t b;
+	char name[32];
+	int ok = 1;
+
+	memset(&c, 0, sizeof c);
+	memset(&j, 0, sizeof j);
+	c.nblocks = 1024;
+	c.blocks = calloc(1024, 4096);
+	j.max_credits = 64;
+	if (!c.blocks)
+		return;
+	CHECK(jbt_maps_open(NULL, &jo, mem, NULL, &m) == -EINVAL);
+	CHECK(jbt_maps_open(&so, &jo, mem, NULL, &m) == 0);
+	/* Enough records for splits (and so for frees and forgets later). */
+	for (b = 0; b < 600 && ok; ++b) {
+		snprintf(name, sizeof name, "entry-%llu", (unsigned long long)b);
+		ok = jbt_rmap_map(m, 10000 + 3 * b, 2, 100 + b, 0, 0) == 0 &&
+		     jbt_parent_add(m, 100 + b, 2, 1, name, strlen(name)) == 0;
+	}
+	CHECK(ok);
+	CHECK(jbt_rmap_map(m, 10000, 2, 999, 0, 0) == 0);
+	CHECK(jbt_refcount_adjust(m, 10000, 2, +1) == 0);
+	CHECK(jbt_refcount_get(m, 10001, &count) == 0 && count == 2);
+	memset(&o, 0, sizeof o);
+	CHECK(jbt_rmap_owners(m, 10001, collect_owner, &o) == 0 && o.n == 2);
+	memset(&ps, 0, sizeof ps);
+	CHECK(jbt_parent_paths(m, 105, 2, collect_path, &ps, NULL) == 0 && ps.n == 1 && has_path(&ps, "/entry-5"));
+	CHECK(jbt_parent_find(m, 105, 2, "entry-5", 7, &gen) == 0 && gen == 1);
+	CHECK(jbt_volume_commit(m) == -EOPNOTSUPP); /* the caller's journal commits */
+	CHECK(jbt_verify(m, &vr) == 0 && vr.problems == 0 && vr.refcount_mismatches == 0);
+	CHECK(vr.rmap_records == 601 && vr.parent_records == 600);
+	CHECK(j.dirtied > 0 && j.open_handles == 0);
+	/* A handle the journal refuses: the error comes back, nothing changes. */
+	j.max_credits = 2;
+	CHECK(jbt_parent_add(m, 7, 2, 1, "refused", 7) == -ENOSPC);
+	j.max_credits = 64;
+	CHECK(jbt_parent_find(m, 7, 2, "refused", 7, &gen) == -ENOENT);
+	/* Removing half the records frees nodes: the journal forgets them. */
+	for (b = 0; b < 300 && ok; ++b) {
+		snprintf(name, sizeof name, "entry-%llu", (unsigned long long)b);
+		ok = jbt_parent_remove(m, 100 + b, 2, name, strlen(name)) == 0;
+	}
+	CHECK(ok);
+	CHECK(c.frees > 0 && j.forgotten == c.frees);
+	CHECK(jbt_maps_roots(m, roots) == 0);
+	CHECK(roots[2].records == 300 && roots[0].records == 601 && roots[2].tree_id == 3);
+	CHECK(jbt_volume_close(m) == 0);
+	CHECK(c.pins == 0);
+	/* Reopened from the roots the caller kept. */
+	CHECK(jbt_maps_open(&so, &jo, mem, roots, &m) == 0);
+	CHECK(jbt_parent_find(m, 405, 2, "entry-305", 9, &gen) == 0);
+	CHECK(jbt_parent_find(m, 105, 2, "entry-5", 7, &gen) == -ENOENT);
+	CHECK(jbt_refcount_get(m, 10000, &count) == 0 && count == 2);
+	CHECK(jbt_verify(m, &vr) == 0 && vr.problems == 0 && vr.parent_records == 300);
+	jbt_volume_abandon(m);
+	CHECK(c.pins == 0);
+	/* Damaged roots are refused. */
+	roots[0].root = 5000; /* past the cache */
+	CHECK(jbt_maps_open(&so, &jo, mem, roots, &m) != 0);
+	free(c.blocks);
+}
+
 static int verify_clean(jbt_volume *v, struct jbt_verify_result *r)
 {
 	return jbt_verify(v, r) == 0 && r->problems == 0 && r->block_problems == 0 && r->refcount_mismatches == 0;
@@ -314,6 +506,9 @@ int main(void)
 	}
 	CHECK(jbt_volume_close(v) == 0);
 	CHECK(log_state_calls[0] >= 1);
+	CHECK(ca.live == 0);
+
+	test_callers_backend(&mem);
 	CHECK(ca.live == 0);
 
 	free(committed);

@@ -98,6 +98,60 @@ int jbt_volume_close(jbt_volume *v);
  * a crash. */
 void jbt_volume_abandon(jbt_volume *v);
 
+/* ---- or: the maps over the caller's own buffer cache and journal ------------------------ */
+
+/* A pinned block of the caller's cache: data and blkno set by read/allocate,
+ * priv the caller's (e.g. a struct buffer_head *). */
+struct jbt_buffer {
+	void *priv;
+	unsigned char *data;
+	uint64_t blkno;
+};
+
+/* The caller's buffer cache (a BlockStorage; docs/kernel.md maps it onto
+ * sb_bread & co.). Block 0 is never a node. */
+struct jbt_storage_ops {
+	void *ctx;
+	uint32_t block_size;    /* node size: 1024..65536, a power of two */
+	uint32_t checksum_seed; /* node checksums: crc32c seed (ext4: s_csum_seed) */
+	int (*read)(void *ctx, uint64_t blkno, struct jbt_buffer *out); /* pinned, as stored */
+	int (*allocate)(void *ctx, struct jbt_buffer *out);             /* a new block, zero-filled, pinned */
+	int (*free)(void *ctx, uint64_t blkno);                          /* the block is no longer a node */
+	void (*release)(void *ctx, struct jbt_buffer *b);                /* unpin */
+};
+
+/* The caller's journal, with jbd2's handle calls (docs/kernel.md). */
+struct jbt_journal_ops {
+	void *ctx;
+	int (*start)(void *ctx, uint32_t credits, void **handle);
+	uint32_t (*credits_left)(void *ctx, void *handle);
+	uint64_t (*transaction_id)(void *ctx, void *handle);
+	int (*get_write_access)(void *ctx, void *handle, struct jbt_buffer *b);
+	int (*get_create_access)(void *ctx, void *handle, struct jbt_buffer *b);
+	int (*dirty_metadata)(void *ctx, void *handle, struct jbt_buffer *b); /* the block changed */
+	int (*forget)(void *ctx, void *handle, uint64_t blkno);               /* freed: revoke it */
+	int (*stop)(void *ctx, void *handle);
+};
+
+/* Where one tree starts: the caller keeps the three (rmap, refcount, parent
+ * pointers) with its own metadata, changed in the same handle as the trees. */
+struct jbt_root {
+	uint64_t root;    /* root block, 0 = empty */
+	uint64_t records;
+	uint32_t tree_id; /* stamped in every node */
+	uint32_t height;
+};
+
+/* The three maps over the caller's cache and journal. roots: the three
+ * roots from jbt_maps_roots() after the last change, or NULL for new, empty
+ * maps. jbt_volume_commit is then -EOPNOTSUPP (the caller's journal commits),
+ * jbt_volume_close and jbt_volume_abandon free the object. */
+int jbt_maps_open(const struct jbt_storage_ops *storage, const struct jbt_journal_ops *journal,
+		  const struct jbt_allocator *mem, const struct jbt_root *roots, jbt_volume **out);
+
+/* The current roots of the three trees (either kind of volume). */
+int jbt_maps_roots(jbt_volume *v, struct jbt_root roots[3]);
+
 /* ---- rmap: physical blocks -> owner ---------------------------------------------------- */
 
 /* Special owners (not inodes), as in docs/maps.md. */
