@@ -263,6 +263,35 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
                 CHECK(xattr_blocks.back() != 0);
             }
         }
+        // A file of unwritten (preallocated) extents: owned, and flagged so.
+        REQUIRE(run("debugfs -w -R 'write /dev/null prealloc' '" + img.string() + "' >/dev/null 2>&1") == 0);
+        REQUIRE(run("debugfs -w -R 'fallocate /prealloc 0 39' '" + img.string() + "' >/dev/null 2>&1") == 0);
+        const std::string pre = capture("debugfs -R 'blocks /prealloc' '" + img.string() + "'").out;
+        REQUIRE(!pre.empty());
+        const std::uint64_t prealloc_block = std::strtoull(pre.c_str(), nullptr, 10);
+        CHECK(prealloc_block != 0);
+        xattr_blocks.push_back(prealloc_block); // compared with icheck too
+        {
+            const output u = capture(tool + " owner --json '" + img.string() + "' " + std::to_string(prealloc_block));
+            INFO(u.out);
+            CHECK(u.status == 0);
+            CHECK(u.out.find("\"unwritten\":true") != std::string::npos);
+        }
+        // A file of 13 separate extents: its tree has an index level, walked
+        // through libext2fs's extent handle; the tree block is `extent_tree`.
+        REQUIRE(run("debugfs -w -R 'write /dev/null deep' '" + img.string() + "' >/dev/null 2>&1") == 0);
+        for (int k = 0; k <= 24; k += 2)
+            REQUIRE(run("debugfs -w -R 'fallocate /deep " + std::to_string(k) + " " + std::to_string(k) + "' '" +
+                        img.string() + "' >/dev/null 2>&1") == 0);
+        {
+            const std::string ex = capture("debugfs -R 'ex /deep' '" + img.string() + "' | awk 'NR==2{print $8}'").out;
+            const std::uint64_t tree_block = std::strtoull(ex.c_str(), nullptr, 10);
+            REQUIRE(tree_block != 0);
+            xattr_blocks.push_back(tree_block);
+            const output t = capture(tool + " owner --json '" + img.string() + "' " + std::to_string(tree_block));
+            INFO(t.out);
+            CHECK(t.out.find("\"extent_tree\":true") != std::string::npos);
+        }
         compare_stats st;
         compare_with_debugfs(img.string(), field(img.string(), "Block count"), field(img.string(), "Inode count"), st,
                              xattr_blocks);

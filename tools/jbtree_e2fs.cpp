@@ -200,7 +200,8 @@ int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks, bool json) {
                       (rmap_owner::is_special(r.owner) ? "\"" + owner_name(r.owner) + "\"" : std::to_string(r.owner)) +
                       ",\"start\":" + std::to_string(r.start) + ",\"length\":" + std::to_string(r.length) +
                       ",\"offset\":" + std::to_string(r.offset) + ",\"xattr\":" + ((r.flags & rmap_flags::xattr) ? "true" : "false") +
-                      ",\"extent_tree\":" + ((r.flags & rmap_flags::bmbt) ? "true" : "false") + "}";
+                      ",\"extent_tree\":" + ((r.flags & rmap_flags::bmbt) ? "true" : "false") +
+                      ",\"unwritten\":" + ((r.flags & rmap_flags::unwritten) ? "true" : "false") + "}";
             }
             js += "]}";
             continue;

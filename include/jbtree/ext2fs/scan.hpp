@@ -6,8 +6,9 @@
 //   errc e = ext2fs_adapter::scan_filesystem(fs, r, [](std::uint64_t done, std::uint64_t total) {...});
 //
 // rmap records (canonical: merged, in key order):
-//   - every inode in use: data blocks with their logical offsets (extents or
-//     block maps), extent-tree / indirect blocks as `bmbt` records, the
+//   - every inode in use: data blocks with their logical offsets (extents,
+//     unwritten ones flagged `unwritten`, or block maps), extent-tree /
+//     indirect blocks as `bmbt` records, the
 //     extended-attribute block (i_file_acl) as an `xattr` record (a shared
 //     xattr block gets one record per inode), an ea_inode's blocks as its
 //     own data;
@@ -102,7 +103,8 @@ inline bool inline_extents(const ext2_inode& inode, std::uint64_t owner, bool of
         const std::size_t o = 12 + std::size_t{i} * 12; // after the 12-byte header, 12 bytes per extent
         const std::uint64_t lblk = u32(o), start = (std::uint64_t{u16(o + 6)} << 32) | u32(o + 8);
         std::uint64_t len = u16(o + 4);
-        if (len > 32768) len -= 32768; // an unwritten extent: its blocks are owned all the same
+        const bool unwritten = len > 32768; // allocated, not written: owned all the same
+        if (unwritten) len -= 32768;
         if (len == 0 || start == 0 || lblk < next_lblk) { // empty, or out of order / overlapping
             out.resize(first);
             return false;
@@ -112,8 +114,40 @@ inline bool inline_extents(const ext2_inode& inode, std::uint64_t owner, bool of
             bad = true;
             return true;
         }
-        out.push_back(rmap_record{start, len, owner, offsetless ? 0 : lblk, 0});
+        out.push_back(rmap_record{start, len, owner, offsetless ? 0 : lblk,
+                                  unwritten && !offsetless ? rmap_flags::unwritten : 0});
     }
+    return true;
+}
+
+// Any extent tree, through libext2fs's extent handle: a record per leaf
+// extent (unwritten ones flagged) and a `bmbt` record per index or leaf
+// block of the tree. False if the inode is not extent-mapped (the caller
+// walks its block map). errcode from libext2fs, or `bad` when an extent
+// maps outside the filesystem.
+inline bool tree_extents(ext2_filsys fs, ext2_ino_t ino, ext2_inode& inode, std::uint64_t owner, bool offsetless,
+                         std::uint64_t nblocks, std::vector<rmap_record>& out, bool& bad, errcode_t& err) {
+    if (!(inode.i_flags & EXT4_EXTENTS_FL)) return false;
+    ext2_extent_handle_t h = nullptr;
+    if ((err = ext2fs_extent_open2(fs, ino, &inode, &h))) return true;
+    ext2fs_extent x{};
+    errcode_t e = ext2fs_extent_get(h, EXT2_EXTENT_ROOT, &x);
+    for (; e == 0; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT, &x)) {
+        if (x.e_flags & EXT2_EXTENT_FLAGS_SECOND_VISIT) continue; // an index entry on the way back up
+        const bool leaf = x.e_flags & EXT2_EXTENT_FLAGS_LEAF;
+        const std::uint64_t len = leaf ? x.e_len : 1; // an index entry: its child block
+        if (len == 0) continue;
+        if (x.e_pblk == 0 || x.e_pblk >= nblocks || len > nblocks - x.e_pblk) {
+            bad = true;
+            break;
+        }
+        if (!leaf) out.push_back(rmap_record{x.e_pblk, 1, owner, 0, offsetless ? 0 : rmap_flags::bmbt});
+        else
+            out.push_back(rmap_record{x.e_pblk, len, owner, offsetless ? 0 : x.e_lblk,
+                                      (x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) && !offsetless ? rmap_flags::unwritten : 0});
+    }
+    ext2fs_extent_free(h);
+    if (e && e != EXT2_ET_EXTENT_NO_NEXT) err = e;
     return true;
 }
 
@@ -241,8 +275,10 @@ template <class Progress>
         else if (ino == EXT2_BAD_INO) owner = rmap_owner::unknown, offsetless = true;
         else if (is_map_inode(ino, inode)) owner = rmap_owner::jbtree, offsetless = true;
         bool bad = false;
+        errcode_t xe = 0;
         if (ext2fs_inode_has_valid_blocks2(fs, &inode) &&
-            !detail::inline_extents(inode, owner, offsetless, nblocks, out.rmap, bad)) {
+            !detail::inline_extents(inode, owner, offsetless, nblocks, out.rmap, bad) &&
+            !detail::tree_extents(fs, ino, inode, owner, offsetless, nblocks, out.rmap, bad, xe)) {
             detail::block_walk w{fs, &out.rmap, owner, offsetless};
             e = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY, nullptr, detail::collect_block, &w);
             if (w.bad) {
@@ -257,6 +293,10 @@ template <class Progress>
         if (bad) {
             ext2fs_close_inode_scan(scan);
             return errc::corrupted;
+        }
+        if (xe) {
+            ext2fs_close_inode_scan(scan);
+            return fail(xe);
         }
         const blk64_t acl = ext2fs_file_acl_block(fs, &inode);
         if (acl && acl < nblocks) out.rmap.push_back(rmap_record{acl, 1, owner, 0, offsetless ? 0 : rmap_flags::xattr});
