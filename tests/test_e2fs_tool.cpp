@@ -162,6 +162,19 @@ fs::path make_temp_dir() {
     return mkdtemp(t) ? fs::path(t) : fs::path();
 }
 
+// The start of a test case that needs mkfs.ext4 and debugfs: a new directory
+// under /tmp for it, or, without the tools, an empty path after saying SKIP.
+fs::path case_dir_or_skip() {
+    if (!have_tools()) {
+        MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
+        return {};
+    }
+    const fs::path t = make_temp_dir();
+    REQUIRE(!t.empty());
+    return t;
+}
+
+
 int fsck_n(const fs::path& img) { return run("e2fsck -fn '" + img.string() + "' >/dev/null 2>&1"); }
 
 // Every regular file under `tree` reads back the same through a loop mount
@@ -198,12 +211,8 @@ bool only_stale(const output& c) {
 } // namespace
 
 TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d images of generated trees") {
-    if (!have_tools()) {
-        MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
-        return;
-    }
-    const fs::path tmp = make_temp_dir();
-    REQUIRE(!tmp.empty());
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
     const fs::path tree = tmp / "tree";
     // Directories, hard links (also across directories), sparse files,
     // xattrs, symlinks (fast and slow), an empty file, a large file.
@@ -354,12 +363,8 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
 }
 
 TEST_CASE("build: a kill at every write leaves an image e2fsck finds clean after replay, with the old maps or the new") {
-    if (!have_tools()) {
-        MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
-        return;
-    }
-    const fs::path tmp = make_temp_dir();
-    REQUIRE(!tmp.empty());
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
     const fs::path tree = tmp / "tree";
     fs::create_directories(tree / "d1" / "d2");
     for (int f = 0; f < 40; ++f)
@@ -433,12 +438,8 @@ TEST_CASE("build: a kill at every write leaves an image e2fsck finds clean after
 }
 
 TEST_CASE("build on a filesystem with MMP leaves the MMP block released: e2fsck and the kernel accept it") {
-    if (!have_tools()) {
-        MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");
-        return;
-    }
-    const fs::path tmp = make_temp_dir();
-    REQUIRE(!tmp.empty());
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
     const fs::path tree = tmp / "tree", img = tmp / "mmp.img";
     fs::create_directories(tree / "d");
     REQUIRE(run("head -c 50000 /dev/urandom > '" + (tree / "d" / "f").string() + "'") == 0);
@@ -462,12 +463,8 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
         MESSAGE("SKIP: corpus not found at " << corpus);
         return;
     }
-    if (!have_tools()) {
-        MESSAGE("SKIP: e2fsprogs tools not installed");
-        return;
-    }
-    const fs::path tmp = make_temp_dir();
-    REQUIRE(!tmp.empty());
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
     int clean = 0, damaged = 0, refused = 0, built = 0, build_refused = 0, tuned = 0;
     for (const auto& entry : fs::directory_iterator(corpus)) {
         const std::string name = entry.path().filename().string();

@@ -141,6 +141,15 @@ hosted::journal_sizes volume_sizes() {
     return z;
 }
 
+// A new volume on the whole of dev with a journal of journal_blocks blocks.
+void create_volume(crash_device& dev, std::uint32_t journal_blocks, unsigned char uuid_byte = 0) {
+    std::vector<unsigned char> scratch(vbs);
+    volume_geometry g;
+    g.journal_blocks = journal_blocks;
+    g.uuid[5] = uuid_byte;
+    REQUIRE(volume<crash_device>::create(dev, g, scratch.data()) == errc::ok);
+}
+
 struct snapshot {
     expected_maps maps;
     std::map<std::uint64_t, std::uint32_t> gens;
@@ -252,13 +261,7 @@ TEST_CASE("model filesystem: random operation sequences, every map checked after
 
 TEST_CASE("model filesystem on a volume: a crash at every point recovers the last durable commit, every check clean") {
     crash_device dev(vbs, vblocks);
-    {
-        std::vector<unsigned char> scratch(vbs);
-        volume_geometry g;
-        g.journal_blocks = 8192;
-        g.uuid[5] = 0x3C;
-        REQUIRE(volume<crash_device>::create(dev, g, scratch.data()) == errc::ok);
-    }
+    create_volume(dev, 8192, 0x3C);
     hosted::owned_memory mem(volume_sizes());
     std::map<std::uint32_t, snapshot> snaps; // by tid
     std::uint32_t first_tid = 0;
@@ -361,12 +364,7 @@ TEST_CASE("model filesystem on a volume: a crash at every point recovers the las
 
 TEST_CASE("rebuild each map beside the live one by bulk load and switch it in one transaction") {
     crash_device dev(vbs, vblocks);
-    {
-        std::vector<unsigned char> scratch(vbs);
-        volume_geometry g;
-        g.journal_blocks = 8192;
-        REQUIRE(volume<crash_device>::create(dev, g, scratch.data()) == errc::ok);
-    }
+    create_volume(dev, 8192);
     hosted::owned_memory mem(volume_sizes());
     using V = volume<crash_device>;
     using FS = model_fs<volume_backend>;
@@ -496,12 +494,7 @@ TEST_CASE("rebuild each map beside the live one by bulk load and switch it in on
 
 TEST_CASE("destroy refuses a tree larger than the transaction can forget, and changes nothing") {
     crash_device dev(vbs, vblocks);
-    {
-        std::vector<unsigned char> scratch(vbs);
-        volume_geometry g;
-        g.journal_blocks = 2048;
-        REQUIRE(volume<crash_device>::create(dev, g, scratch.data()) == errc::ok);
-    }
+    create_volume(dev, 2048);
     hosted::journal_sizes z = volume_sizes();
     z.max_transaction_blocks = 128; // also the most blocks one transaction can forget
     hosted::owned_memory mem(z);
