@@ -27,6 +27,7 @@
 #include <ext2fs/ext2fs.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -316,7 +317,42 @@ private:
 
 // ---- building the stored maps -------------------------------------------------------------
 
+// Why build_stored_maps() refused or failed, for a program to act on (the
+// `why` string says it in words).
+enum class build_problem : std::uint8_t {
+    none,
+    cannot_open,    // the image cannot be opened (missing, not ext2/3/4, unreadable superblock)
+    in_use,         // mounted, or held by another program (exclusive open, MMP)
+    needs_recovery, // its journal needs recovery first
+    unsupported,    // no internal journal, no extents, bigalloc, inode 5 foreign, maps too large for a map file
+    not_clean,      // marked with errors or not cleanly unmounted
+    damaged,        // the scan found damage, or an owned block is marked free in the bitmap
+    no_space,       // no free contiguous run for the map file (need_blocks, largest_free_run)
+    io,             // libext2fs or the device failed
+    failed,         // anything else (memory, a tree that cannot be built)
+};
+
+[[nodiscard]] constexpr const char* describe(build_problem p) noexcept {
+    switch (p) {
+    case build_problem::none: return "none";
+    case build_problem::cannot_open: return "cannot open the image";
+    case build_problem::in_use: return "the image is in use";
+    case build_problem::needs_recovery: return "the journal needs recovery";
+    case build_problem::unsupported: return "unsupported";
+    case build_problem::not_clean: return "the filesystem is not clean";
+    case build_problem::damaged: return "the filesystem is damaged";
+    case build_problem::no_space: return "not enough contiguous free space";
+    case build_problem::io: return "I/O error";
+    case build_problem::failed: return "failed";
+    }
+    return "unknown";
+}
+
 struct build_report {
+    build_problem problem = build_problem::none; // set when build_stored_maps() does not return errc::ok
+    // The map file's size in blocks, known before anything is written; on
+    // build_problem::no_space, also the longest free run the bitmap has.
+    std::uint64_t need_blocks = 0, largest_free_run = 0;
     std::uint64_t inodes = 0, directories = 0;
     std::uint64_t rmap_records = 0, refcount_records = 0, parent_records = 0;
     std::uint64_t first = 0, blocks = 0; // the map file
@@ -351,18 +387,56 @@ namespace detail {
 
 } // namespace detail
 
-// Scan the image at `path`, build the three maps and store them in it (the
-// map file replaces an older one). Nothing is written unless every check
-// passes; `why` says what was refused or failed. errc::not_supported: no
-// internal journal, no extents feature, bigalloc, or inode 5 foreign;
-// errc::busy: mounted, or the journal needs recovery; errc::corrupted:
-// the filesystem is marked with errors or not clean, the scan found damage,
-// or a block something owns is marked free in the bitmap (the map file is
-// only ever put in blocks the bitmap says are free); errc::no_space: no
-// free contiguous run for the map file.
+// A free run of the block bitmap: the first one of at least `len` blocks
+// (found), and the longest free run seen, which is the longest of the
+// whole filesystem when none is long enough.
+struct free_run {
+    bool found = false;
+    std::uint64_t first = 0;   // when found: its first block
+    std::uint64_t largest = 0; // longest free run seen (blocks)
+};
+
+// First fit from s_first_data_block over fs->block_map (loaded), in one
+// forward pass: every step starts past the end of the run before it, so
+// it ends after at most one pass over the bitmap. (ext2fs_new_range is not
+// used for this: in e2fsprogs 1.47 it wraps to s_first_data_block without
+// marking that it did when no run is long enough and the last block is in
+// use, and scans the bitmap forever.) A libext2fs error code, or 0.
+[[nodiscard]] inline errcode_t find_free_run(ext2_filsys fs, std::uint64_t len, free_run& out) noexcept {
+    out = free_run{};
+    const std::uint64_t end = ext2fs_blocks_count(fs->super); // exclusive
+    std::uint64_t b = fs->super->s_first_data_block;
+    while (b < end) {
+        blk64_t z = 0, s = 0;
+        errcode_t e = ext2fs_find_first_zero_block_bitmap2(fs->block_map, b, end - 1, &z);
+        if (e == ENOENT) break; // no free block from b on
+        if (e) return e;
+        if (z < b || z >= end) return EXT2_ET_INVALID_ARGUMENT; // not what was asked: never loop on it
+        e = ext2fs_find_first_set_block_bitmap2(fs->block_map, z, end - 1, &s);
+        if (e == ENOENT) s = end; // free up to the last block
+        else if (e) return e;
+        if (s <= z || s > end) return EXT2_ET_INVALID_ARGUMENT;
+        const std::uint64_t run = s - z;
+        out.largest = std::max(out.largest, run);
+        if (run >= len) {
+            out.found = true;
+            out.first = z;
+            return 0;
+        }
+        b = s; // strictly past z
+    }
+    return 0;
+}
+
+namespace detail {
+
 [[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
-                                            const build_hooks& hooks = {}) {
-    rep = build_report{};
+                                            const build_hooks& hooks) {
+    auto refuse = [&](build_problem p, errc e, std::string w) {
+        rep.problem = p;
+        why = std::move(w);
+        return e;
+    };
     using clock = std::chrono::steady_clock;
     auto lap = [t = clock::now()]() mutable {
         const auto now = clock::now();
@@ -372,58 +446,44 @@ namespace detail {
     };
     int mount_flags = 0;
     if (errcode_t e = ext2fs_check_if_mounted(path, &mount_flags)) {
-        why = std::string("cannot tell whether it is mounted: ") + error_message(e);
-        return errc::io;
+        // Also what a missing file gives (ENOENT from its stat()).
+        return refuse(e == ENOENT ? build_problem::cannot_open : build_problem::io, errc::io,
+                      std::string("cannot tell whether it is mounted: ") + error_message(e));
     }
-    if (mount_flags & EXT2_MF_MOUNTED) {
-        why = "the filesystem is mounted";
-        return errc::busy;
-    }
+    if (mount_flags & EXT2_MF_MOUNTED) return refuse(build_problem::in_use, errc::busy, "the filesystem is mounted");
     ext2_filsys fs = nullptr;
     if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_RW | EXT2_FLAG_64BITS | EXT2_FLAG_EXCLUSIVE, 0, 0,
                                    unix_io_manager, &fs)) {
-        why = std::string("cannot open read-write: ") + error_message(e);
-        return errc::io;
+        const bool busy = e == EBUSY || e == EXT2_ET_MMP_FSCK_ON || e == EXT2_ET_MMP_FAILED;
+        return refuse(busy ? build_problem::in_use : build_problem::cannot_open, busy ? errc::busy : errc::io,
+                      std::string("cannot open read-write: ") + error_message(e));
     }
     struct closer {
         ext2_filsys* fs;
         ~closer() { close_without_writing(*fs); }
     } close_fs{&fs};
     ext2_super_block* sb = fs->super;
-    if (!ext2fs_has_feature_journal(sb) || sb->s_journal_inum == 0) {
-        why = "no internal journal: the maps are written through it (tune2fs -j adds one)";
-        return errc::not_supported;
-    }
-    if (!ext2fs_has_feature_extents(sb)) {
-        why = "the extents feature is needed for the map file";
-        return errc::not_supported;
-    }
-    if (ext2fs_has_feature_bigalloc(sb)) {
-        why = "bigalloc is not supported yet";
-        return errc::not_supported;
-    }
-    if (ext2fs_has_feature_journal_needs_recovery(sb)) {
-        why = "the journal needs recovery first (jbtree-e2fs replay, or e2fsck)";
-        return errc::busy;
-    }
-    if ((sb->s_state & EXT2_ERROR_FS) || !(sb->s_state & EXT2_VALID_FS)) {
-        why = "the filesystem is not clean (errors or not cleanly unmounted): run e2fsck first";
-        return errc::corrupted;
-    }
+    if (!ext2fs_has_feature_journal(sb) || sb->s_journal_inum == 0)
+        return refuse(build_problem::unsupported, errc::not_supported,
+                      "no internal journal: the maps are written through it (tune2fs -j adds one)");
+    if (!ext2fs_has_feature_extents(sb))
+        return refuse(build_problem::unsupported, errc::not_supported, "the extents feature is needed for the map file");
+    if (ext2fs_has_feature_bigalloc(sb))
+        return refuse(build_problem::unsupported, errc::not_supported, "bigalloc is not supported yet");
+    if (ext2fs_has_feature_journal_needs_recovery(sb))
+        return refuse(build_problem::needs_recovery, errc::busy,
+                      "the journal needs recovery first (jbtree-e2fs replay, or e2fsck)");
+    if ((sb->s_state & EXT2_ERROR_FS) || !(sb->s_state & EXT2_VALID_FS))
+        return refuse(build_problem::not_clean, errc::corrupted,
+                      "the filesystem is not clean (errors or not cleanly unmounted): run e2fsck first");
     errcode_t ee = 0;
     map_file old{};
-    if (const errc e = locate_map_file(fs, old, &ee); e != errc::ok) {
-        why = std::string("reading inode 5: ") + error_message(ee);
-        return e;
-    }
-    if (old.state == map_file_state::foreign) {
-        why = describe(old.state);
-        return errc::not_supported;
-    }
-    if (errcode_t e = ext2fs_read_bitmaps(fs)) {
-        why = std::string("reading the bitmaps: ") + error_message(e);
-        return errc::io;
-    }
+    if (const errc e = locate_map_file(fs, old, &ee); e != errc::ok)
+        return refuse(build_problem::io, e, std::string("reading inode 5: ") + error_message(ee));
+    if (old.state == map_file_state::foreign) return refuse(build_problem::unsupported, errc::not_supported, describe(old.state));
+    if (errcode_t e = ext2fs_read_bitmaps(fs))
+        return refuse(is_damage(e) ? build_problem::damaged : build_problem::io, errc::io,
+                      std::string("reading the bitmaps: ") + error_message(e));
 
     rep.open_seconds = lap();
     // 1. Scan. The old map file's blocks are dropped: they are freed below.
@@ -434,25 +494,34 @@ namespace detail {
             if (hooks.progress) hooks.progress(hooks.ctx, d, t);
         },
         &ee);
-    if (e != errc::ok) {
-        why = std::string("scan: ") + describe(e) + (ee ? std::string(": ") + error_message(ee) : std::string());
-        return e;
-    }
+    if (e != errc::ok)
+        return refuse(e == errc::corrupted ? build_problem::damaged : build_problem::io, e,
+                      std::string("scan: ") + describe(e) + (ee ? std::string(": ") + error_message(ee) : std::string()));
     // Only blocks the bitmap marks free are written: every block something
     // owns must be marked in use, or a damaged bitmap could hand out a
     // file's block (e2fsck's pass 5 finds and fixes that first).
     std::uint64_t hole_owner = 0;
-    if (const std::uint64_t hole = first_owned_but_free(fs, r.rmap, &hole_owner)) {
-        why = "block " + std::to_string(hole) + " is in use (owner " + std::to_string(hole_owner) +
-              ") but marked free in the block bitmap: run e2fsck first";
-        return errc::corrupted;
-    }
+    if (const std::uint64_t hole = first_owned_but_free(fs, r.rmap, &hole_owner))
+        return refuse(build_problem::damaged, errc::corrupted,
+                      "block " + std::to_string(hole) + " is in use (owner " + std::to_string(hole_owner) +
+                          ") but marked free in the block bitmap: run e2fsck first");
     std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
     rep.inodes = r.inodes;
     rep.scan_seconds = lap();
     rep.directories = r.directories;
 
-    // 2. Build the trees in memory, numbered as the run they will fill.
+    // The journal's blocks, needed to write: before anything is.
+    std::vector<jbd2::log_extent> ext;
+    e = journal_extents(fs, ext, &ee);
+    const auto next = static_cast<std::uint32_t>(ext.size());
+    if (e != errc::ok)
+        return refuse(e == errc::corrupted ? build_problem::damaged : build_problem::io, e,
+                      std::string("the journal inode: ") + describe(e));
+
+    // 2. Build the trees in memory, numbered as the run they will fill:
+    //    the map file's size N is settled here, before any write, and a free
+    //    run of N blocks is found in one pass over the bitmap or the build
+    //    is refused on the spot.
     const std::uint32_t bs = fs->blocksize;
     const std::uint64_t bits = std::uint64_t{bs} * 8;
     unsigned char uuid[16];
@@ -468,13 +537,18 @@ namespace detail {
     std::optional<rmap<MS, MJ>> rm;
     std::optional<refcount_map<MS, MJ>> rc;
     std::optional<parent_map<MS, MJ>> pm;
-    for (int attempt = 0;; ++attempt) {
-        blk64_t len = 0;
-        if (errcode_t ne = ext2fs_new_range(fs, EXT2_NEWRANGE_MIN_LENGTH, sb->s_first_data_block, N, nullptr,
-                                            &first, &len)) {
-            why = "no free run of " + std::to_string(N) + " contiguous blocks for the maps: " + error_message(ne);
-            return errc::no_space;
+    for (int attempt = 0;; ++attempt) { // N doubles each time: at most 5 rounds
+        rep.need_blocks = N;
+        free_run run;
+        if (errcode_t fe = find_free_run(fs, N, run))
+            return refuse(build_problem::io, errc::io, std::string("searching the block bitmap: ") + error_message(fe));
+        if (!run.found) {
+            rep.largest_free_run = run.largest;
+            return refuse(build_problem::no_space, errc::no_space,
+                          "not enough contiguous free space (need " + std::to_string(N) + " blocks, largest free run " +
+                              std::to_string(run.largest) + ")");
         }
+        first = run.first;
         bm = (N + bits - 1) / bits;
         data_start = first + 1 + bm;
         rm.reset(), rc.reset(), pm.reset(), mj.reset();
@@ -483,20 +557,19 @@ namespace detail {
         auto a = rmap<MS, MJ>::create(*ms, *mj, 1);
         auto b = refcount_map<MS, MJ>::create(*ms, *mj, 2);
         auto c = parent_map<MS, MJ>::create(*ms, *mj, 3);
-        if (!a || !b || !c) {
-            why = "cannot create the maps";
-            return errc::no_memory;
-        }
+        if (!a || !b || !c) return refuse(build_problem::failed, errc::no_memory, "cannot create the maps");
         rm.emplace(std::move(*a)), rc.emplace(std::move(*b)), pm.emplace(std::move(*c));
         auto h = mj->start(unlimited_credits);
-        if (!h) return h.error();
+        if (!h) return refuse(build_problem::failed, h.error(), std::string("starting to build the maps: ") + describe(h.error()));
         const char* what = "";
         e = load_maps(r, {rmap_record{first, N, rmap_owner::jbtree, 0, 0}}, *rm, *rc, *pm, *h, &what);
         if (e == errc::ok) break;
-        if (e != errc::no_space || N == map_file_max_blocks || attempt == 4) {
-            why = std::string("building the ") + what + " map: " + describe(e);
-            return e;
-        }
+        if (e == errc::no_space && N == map_file_max_blocks)
+            return refuse(build_problem::unsupported, e,
+                          "the maps need more than " + std::to_string(map_file_max_blocks) +
+                              " blocks, the largest map file");
+        if (e != errc::no_space || attempt == 4)
+            return refuse(build_problem::failed, e, std::string("building the ") + what + " map: " + describe(e));
         N = std::min<std::uint64_t>(N * 2, map_file_max_blocks);
     }
     rep.rmap_records = rm->size();
@@ -511,13 +584,6 @@ namespace detail {
     // 3. The volume and the nodes, straight to the free run, flushed.
     io_device dev(fs);
     dev.set_write_observer(hooks.before_write, hooks.ctx);
-    std::vector<jbd2::log_extent> ext;
-    e = journal_extents(fs, ext, &ee);
-    const auto next = static_cast<std::uint32_t>(ext.size());
-    if (e != errc::ok) {
-        why = std::string("the journal inode: ") + describe(e);
-        return e;
-    }
     std::vector<unsigned char> scratch(bs);
     volume_geometry g;
     g.first_block = first;
@@ -626,8 +692,7 @@ namespace detail {
         journaled_io<stored_maps::J> jio(fs, v.journal(), *h);
         if (jio.install() != errc::ok || locate_map_file(fs, now_file, &ee) != errc::ok ||
             now_file.state != map_file_state::present || now_file.first != first || now_file.blocks != N) {
-            why = "libext2fs did not allocate the planned run for the map file";
-            return errc::no_space;
+            return refuse(build_problem::failed, errc::no_space, "libext2fs did not allocate the planned run for the map file");
         }
     }
     if ((e = v.stop(*h)) != errc::ok) {
@@ -649,6 +714,28 @@ namespace detail {
     }
     rep.store_seconds = lap();
     return errc::ok;
+}
+
+} // namespace detail
+
+// Scan the image at `path`, build the three maps and store them in it (the
+// map file replaces an older one). Nothing is written unless every check
+// passes; `why` says what was refused or failed and rep.problem says it
+// for a program (every failure sets it). errc::not_supported: no internal
+// journal, no extents feature, bigalloc, or inode 5 foreign; errc::busy:
+// mounted, or the journal needs recovery; errc::corrupted: the filesystem
+// is marked with errors or not clean, the scan found damage, or a block
+// something owns is marked free in the bitmap (the map file is only ever
+// put in blocks the bitmap says are free); errc::no_space: no free
+// contiguous run for the map file (rep.need_blocks, rep.largest_free_run),
+// found before anything is written.
+[[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
+                                            const build_hooks& hooks = {}) {
+    rep = build_report{};
+    const errc e = detail::build_stored_maps(path, rep, why, hooks);
+    if (e != errc::ok && rep.problem == build_problem::none) // the steps that write: I/O, or the journal
+        rep.problem = e == errc::io ? build_problem::io : e == errc::corrupted ? build_problem::damaged : build_problem::failed;
+    return e;
 }
 
 } // namespace jbtree::ext2fs_adapter
