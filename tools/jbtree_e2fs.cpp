@@ -21,10 +21,18 @@
 //   paths:    "Inode\tPathname", then "INODE\t/a/b" for each path;
 //   refcount: "Block\tRefcount", then "BLOCK\tN".
 // --json prints one JSON object instead.
-// Exit status: 0 done (check: clean); 1 a query found nothing for some
-// argument (check: no maps stored); 2 bad arguments; 3 the image cannot be
-// opened or read, or is busy (mounted, journal needs recovery); 4 the image
-// is damaged or unsupported (check: problems found).
+//
+// Errors: every non-zero exit says why on stderr, and with --json also as
+// one JSON object on stdout, {"error":CODE,"message":TEXT,"status":N}
+// (check and the queries put these members into their result object). The
+// codes are stable (docs/e2fsprogs.md, "Errors"); each has one exit status:
+//   1 not_found, maps_absent, no_journal: nothing to answer with;
+//   2 usage: bad arguments;
+//   3 cannot_open, busy, needs_recovery, io: the image cannot be opened or
+//     read now;
+//   4 unsupported, not_clean, corrupted, journal_refused, stale_maps,
+//     maps_inconsistent, no_space, internal: the image is damaged or
+//     unsupported, or the maps are not right for it.
 #include <jbtree/ext2fs/io_device.hpp>
 #include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/ext2fs/scan.hpp>
@@ -59,20 +67,127 @@ using S = memory_storage<>;
 using J = null_journal<S>;
 using ext2fs_adapter::stored_maps;
 
-enum exit_code { ok = 0, not_found = 1, usage = 2, cannot_open = 3, damaged = 4 };
+constexpr int ok = 0;
 
-int usage_error(const char* why) {
-    std::fprintf(stderr,
-                 "jbtree-e2fs: %s\n"
-                 "usage: jbtree-e2fs build [--json] IMAGE\n"
-                 "       jbtree-e2fs check [--json] IMAGE\n"
-                 "       jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
-                 "       jbtree-e2fs paths [--json] IMAGE INODE...\n"
-                 "       jbtree-e2fs refcount [--json] IMAGE BLOCK...\n"
-                 "       jbtree-e2fs replay IMAGE\n",
-                 why);
-    return usage;
+std::string json_string(const unsigned char* p, std::size_t n) {
+    std::string s = "\"";
+    for (std::size_t i = 0; i < n; ++i) {
+        const unsigned char c = p[i];
+        if (c == '"' || c == '\\') s += '\\', s += static_cast<char>(c);
+        else if (c < 0x20 || c >= 0x7F) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\u%04x", c); // bytes >= 0x7F as code points: names are bytes
+            s += b;
+        } else s += static_cast<char>(c);
+    }
+    return s + "\"";
 }
+std::string json_string(const std::string& s) {
+    return json_string(reinterpret_cast<const unsigned char*>(s.data()), s.size());
+}
+
+// ---- errors -----------------------------------------------------------------------------
+//
+// One stable code per kind of failure, one exit status per code; fail()
+// reports every one of them, on stderr always and on stdout as a JSON
+// object with --json. Nothing else prints an error.
+
+enum class ecode : std::uint8_t {
+    not_found,         // some block has no owner, some inode no path
+    maps_absent,       // check: no maps stored (inode 5 free, or someone else's)
+    no_journal,        // replay: the filesystem has no internal journal
+    usage,             // bad arguments
+    cannot_open,       // the image cannot be opened: missing, unreadable, not ext2/3/4
+    busy,              // mounted, or held by another program
+    needs_recovery,    // the image's journal needs recovery first
+    io,                // a read or write failed
+    unsupported,       // a feature or size jbtree does not handle (no journal, no extents, bigalloc, inode 5 foreign)
+    not_clean,         // build: the filesystem has errors or was not cleanly unmounted (run e2fsck)
+    corrupted,         // damage: in the filesystem, the journal, the map file or its trees
+    journal_refused,   // replay: a journal jbtree does not replay (left untouched; use e2fsck)
+    stale_maps,        // check: the maps agree with nothing newer than the build (the filesystem changed since)
+    maps_inconsistent, // check: the maps disagree with the filesystem
+    no_space,          // build: no free contiguous run for the map file
+    internal,          // anything else (out of memory, a bug)
+};
+
+struct err_info {
+    const char* code;
+    int status;
+};
+
+constexpr err_info describe(ecode e) noexcept {
+    switch (e) {
+    case ecode::not_found: return {"not_found", 1};
+    case ecode::maps_absent: return {"maps_absent", 1};
+    case ecode::no_journal: return {"no_journal", 1};
+    case ecode::usage: return {"usage", 2};
+    case ecode::cannot_open: return {"cannot_open", 3};
+    case ecode::busy: return {"busy", 3};
+    case ecode::needs_recovery: return {"needs_recovery", 3};
+    case ecode::io: return {"io", 3};
+    case ecode::unsupported: return {"unsupported", 4};
+    case ecode::not_clean: return {"not_clean", 4};
+    case ecode::corrupted: return {"corrupted", 4};
+    case ecode::journal_refused: return {"journal_refused", 4};
+    case ecode::stale_maps: return {"stale_maps", 4};
+    case ecode::maps_inconsistent: return {"maps_inconsistent", 4};
+    case ecode::no_space: return {"no_space", 4};
+    case ecode::internal: return {"internal", 4};
+    }
+    return {"internal", 4};
+}
+
+// A failure found by a helper, reported by its caller through fail().
+struct failure {
+    ecode code = ecode::internal;
+    std::string text;
+};
+
+// What every report needs to know, set once by main().
+struct run_state {
+    bool json = false;
+    std::string image; // "" until the arguments are checked
+} session;
+
+// Print a JSON object made of `members` (comma-separated "name":value
+// pairs, possibly empty) on stdout.
+void print_object(const std::string& members) { std::printf("{%s}\n", members.c_str()); }
+
+// Report a failure and return its exit status: "jbtree-e2fs: IMAGE: text"
+// on stderr, always; with --json, one object on stdout: `members` (what
+// the command has to say besides, e.g. check's findings) followed by
+// "error", "message" (the stderr line without "jbtree-e2fs: ") and "status".
+int fail(ecode e, const std::string& text, const std::string& members = {}) {
+    const err_info k = describe(e);
+    const std::string message = session.image.empty() ? text : session.image + ": " + text;
+    std::fprintf(stderr, "jbtree-e2fs: %s\n", message.c_str());
+    if (session.json)
+        print_object(members + (members.empty() ? "" : ",") + "\"error\":\"" + k.code + "\",\"message\":" +
+                     json_string(message) + ",\"status\":" + std::to_string(k.status));
+    std::fflush(stdout);
+    return k.status;
+}
+int fail(const failure& f, const std::string& members = {}) { return fail(f.code, f.text, members); }
+
+int usage_error(const std::string& why) {
+    const int st = fail(ecode::usage, why);
+    std::fprintf(stderr, "usage: jbtree-e2fs build [--json] IMAGE\n"
+                         "       jbtree-e2fs check [--json] IMAGE\n"
+                         "       jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
+                         "       jbtree-e2fs paths [--json] IMAGE INODE...\n"
+                         "       jbtree-e2fs refcount [--json] IMAGE BLOCK...\n"
+                         "       jbtree-e2fs replay IMAGE\n");
+    return st;
+}
+
+// A libext2fs error opening an image: held by someone else, or not openable.
+ecode open_error(errcode_t e) {
+    return e == EBUSY || e == EXT2_ET_MMP_FSCK_ON || e == EXT2_ET_MMP_FAILED ? ecode::busy : ecode::cannot_open;
+}
+
+// A jbtree error reading the maps.
+ecode read_error(errc e) { return e == errc::io ? ecode::io : e == errc::no_memory ? ecode::internal : ecode::corrupted; }
 
 bool parse_u64(const char* s, std::uint64_t& v) {
     if (!s || !*s || *s == '-') return false;
@@ -97,23 +212,6 @@ std::string owner_name(std::uint64_t o) {
     return std::to_string(o);
 }
 
-std::string json_string(const unsigned char* p, std::size_t n) {
-    std::string s = "\"";
-    for (std::size_t i = 0; i < n; ++i) {
-        const unsigned char c = p[i];
-        if (c == '"' || c == '\\') s += '\\', s += static_cast<char>(c);
-        else if (c < 0x20 || c >= 0x7F) {
-            char b[8];
-            std::snprintf(b, sizeof b, "\\u%04x", c); // bytes >= 0x7F as code points: names are bytes
-            s += b;
-        } else s += static_cast<char>(c);
-    }
-    return s + "\"";
-}
-std::string json_string(const std::string& s) {
-    return json_string(reinterpret_cast<const unsigned char*>(s.data()), s.size());
-}
-
 // An image opened read-only, closed when it goes out of scope.
 struct image {
     ext2_filsys fs = nullptr;
@@ -125,12 +223,10 @@ struct image {
     }
 };
 
-int open_image(const char* path, image& img) {
-    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &img.fs)) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: cannot open: %s\n", path, error_message(e));
-        return cannot_open;
-    }
-    return ok;
+std::optional<failure> open_image(const char* path, image& img) {
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &img.fs))
+        return failure{open_error(e), std::string("cannot open: ") + error_message(e)};
+    return std::nullopt;
 }
 
 void scan_progress(std::uint64_t done, std::uint64_t total) {
@@ -138,14 +234,13 @@ void scan_progress(std::uint64_t done, std::uint64_t total) {
                                                     static_cast<unsigned long long>(total), done == total ? "\n" : "");
 }
 
-// Scan an open image; errors said on stderr, as an exit code.
-int scan_image(const char* path, ext2_filsys fs, ext2fs_adapter::scan_result& r) {
-    errcode_t err = 0;
-    const errc e = ext2fs_adapter::scan_filesystem(fs, r, &scan_progress, &err);
-    if (e == errc::ok) return ok;
-    std::fprintf(stderr, "jbtree-e2fs: %s: scan failed: %s%s%s\n", path, describe(e), err ? ": " : "",
-                 err ? error_message(err) : "");
-    return e == errc::corrupted ? damaged : cannot_open;
+// Scan an open image.
+std::optional<failure> scan_image(ext2_filsys fs, ext2fs_adapter::scan_result& r) {
+    errcode_t ee = 0;
+    const errc e = ext2fs_adapter::scan_filesystem(fs, r, &scan_progress, &ee);
+    if (e == errc::ok) return std::nullopt;
+    return failure{e == errc::corrupted ? ecode::corrupted : ecode::io,
+                   std::string("scan failed: ") + describe(e) + (ee ? std::string(": ") + error_message(ee) : "")};
 }
 
 // The three maps of one image, in memory.
@@ -157,41 +252,52 @@ struct memory_maps {
     std::optional<parent_map<S, J>> pm;
 };
 
-int build_in_memory(const char* path, ext2_filsys fs, memory_maps& m) {
+std::optional<failure> build_in_memory(ext2_filsys fs, memory_maps& m) {
     ext2fs_adapter::scan_result r;
-    if (int rc = scan_image(path, fs, r)) return rc;
+    if (auto f = scan_image(fs, r)) return f;
     auto rm = rmap<S, J>::create(m.s, m.j, 1);
     auto rc = refcount_map<S, J>::create(m.s, m.j, 2);
     auto pm = parent_map<S, J>::create(m.s, m.j, 3);
-    if (!rm || !rc || !pm) return damaged;
+    if (!rm || !rc || !pm) return failure{ecode::internal, "cannot create the maps in memory"};
     m.rm.emplace(std::move(*rm));
     m.rc.emplace(std::move(*rc));
     m.pm.emplace(std::move(*pm));
     auto h = m.j.start(unlimited_credits);
-    if (!h) return damaged;
+    if (!h) return failure{ecode::internal, std::string("building the maps in memory: ") + describe(h.error())};
     const char* what = "";
-    if (const errc e = ext2fs_adapter::load_maps(r, {}, *m.rm, *m.rc, *m.pm, *h, &what); e != errc::ok) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: building the %s map: %s\n", path, what, describe(e));
-        return damaged;
-    }
+    if (const errc e = ext2fs_adapter::load_maps(r, {}, *m.rm, *m.rc, *m.pm, *h, &what); e != errc::ok)
+        return failure{e == errc::no_memory ? ecode::internal : ecode::corrupted,
+                       std::string("building the ") + what + " map: " + describe(e)};
     (void)m.j.stop(*h);
-    return ok;
+    return std::nullopt;
+}
+
+// The end of a query: its answers as one object (with --json), or, when
+// some argument found nothing, the not_found failure carrying them.
+int finish_query(const std::string& members, std::size_t missing, std::size_t total, const char* what) {
+    if (missing == 0) {
+        if (session.json) print_object(members);
+        return ok;
+    }
+    return fail(ecode::not_found, std::to_string(missing) + " of " + std::to_string(total) + " " + what, members);
 }
 
 template <class RM>
-int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks, bool json) {
-    int rc = ok;
-    std::string js = "{\"owners\":[";
+int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks) {
+    const bool json = session.json;
+    std::size_t missing = 0;
+    std::string js = "\"owners\":[";
     if (!json) std::printf("Block\tInode number\n");
     for (std::size_t i = 0; i < blocks.size(); ++i) {
         const std::uint64_t b = blocks[i];
         std::vector<rmap_record> found;
-        if (rm.owners_of(b, [&](const rmap_record& r) {
+        if (const errc e = rm.owners_of(b, [&](const rmap_record& r) {
                 found.push_back(r);
                 return true;
-            }) != errc::ok)
-            return damaged;
-        if (found.empty()) rc = not_found;
+            });
+            e != errc::ok)
+            return fail(read_error(e), "reading the rmap at block " + std::to_string(b) + ": " + describe(e));
+        if (found.empty()) ++missing;
         if (json) {
             js += std::string(i ? "," : "") + "{\"block\":" + std::to_string(b) + ",\"owners\":[";
             for (std::size_t k = 0; k < found.size(); ++k) {
@@ -209,15 +315,15 @@ int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks, bool json) {
         if (found.empty()) std::printf("%" PRIu64 "\t<block not found>\n", b);
         for (const rmap_record& r : found) std::printf("%" PRIu64 "\t%s\n", b, owner_name(r.owner).c_str());
     }
-    if (json) std::printf("%s]}\n", js.c_str());
-    return rc;
+    return finish_query(js + "]", missing, blocks.size(), "blocks have no owner");
 }
 
 template <class PM>
-int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes, bool json) {
-    int rc = ok;
+int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes) {
+    const bool json = session.json;
+    std::size_t missing = 0;
     std::vector<unsigned char> buf(PM::path_buffer_size(256));
-    std::string js = "{\"paths\":[";
+    std::string js = "\"paths\":[";
     if (!json) std::printf("Inode\tPathname\n");
     for (std::size_t i = 0; i < inodes.size(); ++i) {
         const std::uint64_t ino = inodes[i];
@@ -228,8 +334,10 @@ int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes, bool json) {
             found.emplace_back(reinterpret_cast<const char*>(e.path), e.size);
             jpaths += std::string(jpaths.empty() ? "" : ",") + json_string(e.path, e.size);
         });
-        if (!r) return damaged;
-        if (found.empty()) rc = not_found;
+        if (!r)
+            return fail(read_error(r.error()), "reading the parent pointers of inode " + std::to_string(ino) + ": " +
+                                                   describe(r.error()));
+        if (found.empty()) ++missing;
         if (json) {
             js += std::string(i ? "," : "") + "{\"inode\":" + std::to_string(ino) + ",\"paths\":[" + jpaths +
                   "],\"cycles\":" + std::to_string(r->cycles) + ",\"too_deep\":" + std::to_string(r->too_deep) +
@@ -238,50 +346,49 @@ int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes, bool json) {
         }
         for (const std::string& p : found) std::printf("%" PRIu64 "\t%s\n", ino, p.c_str());
     }
-    if (json) std::printf("%s]}\n", js.c_str());
-    return rc;
+    return finish_query(js + "]", missing, inodes.size(), "inodes have no path");
 }
 
 template <class RC>
-int cmd_refcount(RC& rcm, const std::vector<std::uint64_t>& blocks, bool json) {
-    std::string js = "{\"refcounts\":[";
+int cmd_refcount(RC& rcm, const std::vector<std::uint64_t>& blocks) {
+    const bool json = session.json;
+    std::string js = "\"refcounts\":[";
     if (!json) std::printf("Block\tRefcount\n");
     for (std::size_t i = 0; i < blocks.size(); ++i) {
         auto c = rcm.refcount_of(blocks[i]);
-        if (!c) return damaged;
+        if (!c)
+            return fail(read_error(c.error()), "reading the refcount map at block " + std::to_string(blocks[i]) + ": " +
+                                                   describe(c.error()));
         if (json) js += std::string(i ? "," : "") + "{\"block\":" + std::to_string(blocks[i]) + ",\"refcount\":" + std::to_string(*c) + "}";
         else std::printf("%" PRIu64 "\t%" PRIu32 "\n", blocks[i], *c);
     }
-    if (json) std::printf("%s]}\n", js.c_str());
-    return ok;
+    return finish_query(js + "]", 0, blocks.size(), "");
 }
 
 // owner / paths / refcount: from the stored maps when they are there and
 // fresh, else from maps built in memory (said on stderr).
-int cmd_query(const std::string& cmd, const char* path, const std::vector<std::uint64_t>& nums, bool json) {
+int cmd_query(const std::string& cmd, const char* path, const std::vector<std::uint64_t>& nums) {
     image img;
-    if (int rc = open_image(path, img)) return rc;
+    if (auto f = open_image(path, img)) return fail(*f);
     ext2_filsys fs = img.fs;
-    auto run = [&](auto& rm, auto& rc, auto& pm) {
-        if (cmd == "owner") return cmd_owner(rm, nums, json);
-        if (cmd == "paths") return cmd_paths(pm, nums, json);
-        return cmd_refcount(rc, nums, json);
+    auto answer = [&](auto& rm, auto& rc, auto& pm) {
+        if (cmd == "owner") return cmd_owner(rm, nums);
+        if (cmd == "paths") return cmd_paths(pm, nums);
+        return cmd_refcount(rc, nums);
     };
     {
         stored_maps sm;
         std::string why;
         const errc e = sm.open(fs, why);
-        if (e == errc::ok && !sm.stale()) return run(sm.rm(), sm.rc(), sm.pm());
-        if (e == errc::busy) { // a scan would read metadata the journal is about to replace
-            std::fprintf(stderr, "jbtree-e2fs: %s: %s\n", path, why.c_str());
-            return cannot_open;
-        }
+        if (e == errc::ok && !sm.stale()) return answer(sm.rm(), sm.rc(), sm.pm());
+        if (e == errc::busy) // a scan would read metadata the journal is about to replace
+            return fail(ext2fs_has_feature_journal_needs_recovery(fs->super) ? ecode::needs_recovery : ecode::busy, why);
         if (e == errc::ok) why = "they are stale (the filesystem changed since they were built)";
         std::fprintf(stderr, "jbtree-e2fs: %s: not using stored maps: %s: building them in memory\n", path, why.c_str());
     }
     memory_maps m;
-    if (int rc = build_in_memory(path, fs, m)) return rc;
-    return run(*m.rm, *m.rc, *m.pm);
+    if (auto f = build_in_memory(fs, m)) return fail(*f);
+    return answer(*m.rm, *m.rc, *m.pm);
 }
 
 struct build_progress {
@@ -295,7 +402,26 @@ void on_build_write(void* ctx, std::uint64_t, std::uint32_t) {
     if (p->kill_after && ++p->writes >= p->kill_after) _exit(137); // as SIGKILL: unflushed writes are lost
 }
 
-int cmd_build(const char* path, bool json) {
+// What build_stored_maps() refused or failed with, as an error code.
+ecode build_error(ext2fs_adapter::build_problem p) {
+    using ext2fs_adapter::build_problem;
+    switch (p) {
+    case build_problem::cannot_open: return ecode::cannot_open;
+    case build_problem::in_use: return ecode::busy;
+    case build_problem::needs_recovery: return ecode::needs_recovery;
+    case build_problem::unsupported: return ecode::unsupported;
+    case build_problem::not_clean: return ecode::not_clean;
+    case build_problem::damaged: return ecode::corrupted;
+    case build_problem::no_space: return ecode::no_space;
+    case build_problem::io: return ecode::io;
+    case build_problem::none:
+    case build_problem::failed: break;
+    }
+    return ecode::internal;
+}
+
+int cmd_build(const char* path) {
+    const bool json = session.json;
     build_progress prog;
     prog.tty = isatty(2);
     if (const char* k = std::getenv("JBTREE_E2FS_KILL_AFTER_WRITES")) {
@@ -311,9 +437,11 @@ int cmd_build(const char* path, bool json) {
     std::string why;
     const errc e = ext2fs_adapter::build_stored_maps(path, rep, why, hooks);
     if (e != errc::ok) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: build refused or failed: %s\n", path, why.c_str());
-        if (json) std::printf("{\"built\":false,\"error\":%s}\n", json_string(why).c_str());
-        return e == errc::io || e == errc::busy ? cannot_open : damaged;
+        std::string members = "\"built\":false";
+        if (rep.problem == ext2fs_adapter::build_problem::no_space)
+            members += ",\"need_blocks\":" + std::to_string(rep.need_blocks) + ",\"largest_free_run\":" +
+                       std::to_string(rep.largest_free_run);
+        return fail(build_error(rep.problem), "build refused or failed: " + why, members);
     }
     if (json) {
         std::printf("{\"built\":true,\"inodes\":%" PRIu64 ",\"directories\":%" PRIu64 ",\"rmap_records\":%" PRIu64
@@ -334,38 +462,57 @@ int cmd_build(const char* path, bool json) {
 }
 
 // check: the stored trees, their blocks, and both ways against a scan.
-int cmd_check(const char* path, bool json) {
+int cmd_check(const char* path) {
+    const bool json = session.json;
     image img;
-    if (int rc = open_image(path, img)) return rc;
+    if (auto f = open_image(path, img)) return fail(*f);
     ext2_filsys fs = img.fs;
+    // Every problem found, and the one that decides the error code: damage
+    // (or a read that failed) over disagreement over staleness.
     std::vector<std::string> problems;
+    std::optional<failure> worst;
+    auto rank = [](ecode e) { return e == ecode::stale_maps ? 1 : e == ecode::maps_inconsistent ? 2 : 3; };
+    auto note = [&](ecode e, const std::string& p) {
+        problems.push_back(p);
+        if (!worst || rank(e) > rank(worst->code)) worst = failure{e, p};
+    };
     std::string info;
-    auto finish = [&](int rc, const char* state) {
-        if (json) {
-            std::string js = std::string("{\"image\":") + json_string(path) + ",\"maps\":\"" + state + "\",\"clean\":" +
-                             (rc == ok ? "true" : "false") + ",\"problems\":[";
-            for (std::size_t i = 0; i < problems.size(); ++i) js += (i ? "," : "") + json_string(problems[i]);
-            std::printf("%s]%s}\n", js.c_str(), info.c_str());
-        } else {
+    auto finish = [&](const char* state) {
+        std::string js = std::string("\"image\":") + json_string(path) + ",\"maps\":\"" + state + "\",\"clean\":" +
+                         (worst ? "false" : "true") + ",\"problems\":[";
+        for (std::size_t i = 0; i < problems.size(); ++i) js += (i ? "," : "") + json_string(problems[i]);
+        js += "]" + info;
+        if (!json) {
             for (const std::string& p : problems) std::printf("%s: problem: %s\n", path, p.c_str());
-            std::printf("%s: %s\n", path, rc == ok ? "maps clean" : rc == not_found ? "no maps stored" : "maps NOT clean");
+            std::printf("%s: %s\n", path, !worst ? "maps clean" : worst->code == ecode::maps_absent ? "no maps stored" : "maps NOT clean");
         }
-        return rc;
+        if (!worst) {
+            if (json) print_object(js);
+            return ok;
+        }
+        // The checks ran ("present"): say that the maps failed them.
+        std::string text = std::strcmp(state, "present") == 0 ? "maps NOT clean: " + worst->text : worst->text;
+        if (problems.size() > 1) text += " (and " + std::to_string(problems.size() - 1) + " more problems)";
+        return fail(worst->code, text, js);
     };
     stored_maps sm;
     std::string why;
     const errc e = sm.open(fs, why);
     if (e == errc::not_found) {
-        problems.push_back(why);
-        return finish(not_found, "absent");
+        note(ecode::maps_absent, why);
+        return finish("absent");
     }
     if (e == errc::busy) {
-        problems.push_back(why);
-        return finish(cannot_open, "unreadable");
+        note(ext2fs_has_feature_journal_needs_recovery(fs->super) ? ecode::needs_recovery : ecode::busy, why);
+        return finish("unreadable");
+    }
+    if (e == errc::io) {
+        note(ecode::io, why);
+        return finish("unreadable");
     }
     if (e != errc::ok) {
-        problems.push_back(why);
-        return finish(damaged, "damaged");
+        note(ecode::corrupted, why);
+        return finish("damaged");
     }
     const auto& st = sm.stored_stamp();
     const auto& now = sm.current_stamp();
@@ -378,48 +525,50 @@ int cmd_check(const char* path, bool json) {
             st.gdt_crc.get() != now.gdt_crc.get())
             d += "allocation changed; ";
         if (d.size() >= 2) d.resize(d.size() - 2);
-        problems.push_back("stale: the filesystem changed since the build (" + d + "): run jbtree-e2fs build");
+        note(ecode::stale_maps, "stale: the filesystem changed since the build (" + d + "): run jbtree-e2fs build");
     }
     // The trees themselves.
     auto rv = sm.rm().verify();
     auto cv = sm.rc().verify();
     auto pv = sm.pm().verify();
-    if (!rv.clean()) problems.push_back("the rmap tree fails verification (" + std::to_string(rv.tree.problem_count + rv.problem_count) + " problems)");
-    if (!cv.clean()) problems.push_back("the refcount tree fails verification (" + std::to_string(cv.tree.problem_count + cv.problem_count) + " problems)");
-    if (!pv.clean()) problems.push_back("the parent pointer tree fails verification (" + std::to_string(pv.tree.problem_count + pv.problem_count) + " problems)");
+    if (!rv.clean()) note(ecode::corrupted, "the rmap tree fails verification (" + std::to_string(rv.tree.problem_count + rv.problem_count) + " problems)");
+    if (!cv.clean()) note(ecode::corrupted, "the refcount tree fails verification (" + std::to_string(cv.tree.problem_count + cv.problem_count) + " problems)");
+    if (!pv.clean()) note(ecode::corrupted, "the parent pointer tree fails verification (" + std::to_string(pv.tree.problem_count + pv.problem_count) + " problems)");
     const bool trees_ok = rv.clean() && cv.clean() && pv.clean();
     if (trees_ok) {
         std::vector<unsigned char> seen((sm.vol().end_block() - sm.vol().data_start() + 7) / 8);
         auto own = check_ownership(sm.vol(), seen.data(), seen.size(), sm.rm().tree(), sm.rc().tree(), sm.pm().tree());
         if (!own.clean())
-            problems.push_back("the maps' volume accounts its blocks wrongly (" + std::to_string(own.problem_count) +
-                               " problems: leaked, unallocated or doubly owned nodes)");
+            note(ecode::corrupted, "the maps' volume accounts its blocks wrongly (" + std::to_string(own.problem_count) +
+                                     " problems: leaked, unallocated or doubly owned nodes)");
     }
     // Both ways against the filesystem.
     std::uint64_t rmap_missing = 0, rmap_extra = 0, pp_diff = 0, rc_diff = 0;
     if (trees_ok) {
         ext2fs_adapter::scan_result r;
-        if (int rc = scan_image(path, fs, r)) {
-            problems.push_back("the filesystem cannot be scanned");
-            return finish(rc, "present");
+        if (auto f = scan_image(fs, r)) {
+            note(f->code, "the filesystem cannot be scanned: " + f->text);
+            return finish("present");
         }
         // ext4 must not be able to hand out what the maps hold (nor anything
         // else that is owned): every owned block marked in use.
         if (errcode_t be = ext2fs_read_bitmaps(fs)) {
-            problems.push_back(std::string("the block bitmap cannot be read: ") + error_message(be));
+            note(ext2fs_adapter::is_damage(be) ? ecode::corrupted : ecode::io,
+                 std::string("the block bitmap cannot be read: ") + error_message(be));
         } else {
             std::uint64_t owner = 0;
             if (const std::uint64_t hole = ext2fs_adapter::first_owned_but_free(fs, r.rmap, &owner))
-                problems.push_back("block " + std::to_string(hole) + " (owner " + owner_name(owner) +
-                                   ") is marked free in the block bitmap: ext4 could hand it out (run e2fsck)");
+                note(ecode::corrupted, "block " + std::to_string(hole) + " (owner " + owner_name(owner) +
+                                         ") is marked free in the block bitmap: ext4 could hand it out (run e2fsck)");
         }
         std::vector<rmap_record> stored;
-        if (sm.rm().for_each([&](const rmap_record& x) {
+        if (const errc fe = sm.rm().for_each([&](const rmap_record& x) {
                 stored.push_back(x);
                 return true;
-            }) != errc::ok) {
-            problems.push_back("the rmap cannot be read");
-            return finish(damaged, "damaged");
+            });
+            fe != errc::ok) {
+            note(read_error(fe), std::string("the rmap cannot be read: ") + describe(fe));
+            return finish("damaged");
         }
         auto less = [](const rmap_record& a, const rmap_record& b) {
             return std::tie(a.start, a.owner, a.offset, a.length, a.flags) < std::tie(b.start, b.owner, b.offset, b.length, b.flags);
@@ -434,14 +583,14 @@ int cmd_check(const char* path, bool json) {
             return "blocks " + std::to_string(x.start) + "+" + std::to_string(x.length) + " owner " + owner_name(x.owner);
         };
         if (!miss.empty())
-            problems.push_back(std::to_string(miss.size()) + " filesystem extents missing from the rmap (first: " + show(miss[0]) + ")");
+            note(ecode::maps_inconsistent, std::to_string(miss.size()) + " filesystem extents missing from the rmap (first: " + show(miss[0]) + ")");
         if (!extra.empty())
-            problems.push_back(std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " + show(extra[0]) + ")");
+            note(ecode::maps_inconsistent, std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " + show(extra[0]) + ")");
         std::vector<std::uint64_t> ends(ext2fs_adapter::map_sweep_capacity);
         auto src = sm.rm().extents();
         auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [](std::uint64_t, std::uint64_t, std::uint32_t, std::uint32_t) {});
-        if (!cc) problems.push_back(std::string("refcount cross-check failed: ") + describe(cc.error()));
-        else if (*cc) problems.push_back(std::to_string(*cc) + " refcount stretches disagree with the rmap");
+        if (!cc) note(read_error(cc.error()), std::string("refcount cross-check failed: ") + describe(cc.error()));
+        else if (*cc) note(ecode::corrupted, std::to_string(*cc) + " refcount stretches disagree with the rmap");
         rc_diff = cc ? *cc : 0;
         std::set<std::tuple<std::uint64_t, std::uint64_t, std::string>> entries;
         for (const auto& l : r.links) entries.emplace(l.child, l.parent, l.name);
@@ -459,8 +608,8 @@ int cmd_check(const char* path, bool json) {
                     first_pp = std::string(describe(m)) + ": inode " + std::to_string(c) + " in directory " + std::to_string(p) +
                                " as \"" + std::string(reinterpret_cast<const char*>(n.data), n.size) + "\"";
             });
-        if (!pc) problems.push_back(std::string("parent pointer cross-check failed: ") + describe(pc.error()));
-        else if (*pc) problems.push_back(std::to_string(*pc) + " parent pointers disagree with the directories (first: " + first_pp + ")");
+        if (!pc) note(read_error(pc.error()), std::string("parent pointer cross-check failed: ") + describe(pc.error()));
+        else if (*pc) note(ecode::maps_inconsistent, std::to_string(*pc) + " parent pointers disagree with the directories (first: " + first_pp + ")");
         pp_diff = pc ? *pc : 0;
     }
     info = ",\"stale\":" + std::string(sm.stale() ? "true" : "false") + ",\"records\":{\"rmap\":" +
@@ -471,7 +620,7 @@ int cmd_check(const char* path, bool json) {
     if (!json)
         std::printf("%s: stored maps: %" PRIu64 " rmap, %" PRIu64 " refcount, %" PRIu64 " parent pointer records in blocks %" PRIu64 "-%" PRIu64 "\n",
                     path, sm.rm().size(), sm.rc().size(), sm.pm().size(), sm.file().first, sm.file().first + sm.file().blocks - 1);
-    return finish(problems.empty() ? ok : damaged, "present");
+    return finish("present");
 }
 
 // Replay the journal with jbtree's recovery, then finish the ext4
@@ -480,10 +629,8 @@ int cmd_check(const char* path, bool json) {
 // having errors (and clears the journal's s_errno again).
 int cmd_replay(const char* path) {
     ext2_filsys fs = nullptr;
-    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs)) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: cannot open read-write: %s\n", path, error_message(e));
-        return cannot_open;
-    }
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs))
+        return fail(open_error(e), std::string("cannot open read-write: ") + error_message(e));
     ext2fs_adapter::io_device dev(fs);
     std::vector<jbd2::log_extent> ext;
     errcode_t err = 0;
@@ -491,10 +638,9 @@ int cmd_replay(const char* path) {
     const auto n = static_cast<std::uint32_t>(ext.size());
     if (e != errc::ok) {
         ext2fs_adapter::close_without_writing(fs);
-        std::fprintf(stderr, "jbtree-e2fs: %s: %s%s%s\n", path,
-                     e == errc::not_supported ? "no internal journal" : "journal inode: ",
-                     e == errc::not_supported ? "" : describe(e), err ? error_message(err) : "");
-        return e == errc::not_supported ? not_found : damaged;
+        if (e == errc::not_supported) return fail(ecode::no_journal, "no internal journal");
+        return fail(e == errc::io ? ecode::io : ecode::corrupted, std::string("journal inode: ") + describe(e) +
+                                                                  (err ? std::string(": ") + error_message(err) : ""));
     }
     jbd2::log_area<ext2fs_adapter::io_device> log(dev, ext.data(), n);
     std::vector<unsigned char> a(dev.block_size()), b(dev.block_size());
@@ -506,18 +652,15 @@ int cmd_replay(const char* path) {
     // replay: close without letting it write them, then open again.
     ext2fs_adapter::close_without_writing(fs);
     if (info.refused != jbd2::sb_problem::none) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: journal refused (%s): nothing replayed, nothing written\n", path,
-                     jbd2::describe(info.refused));
-        return damaged;
+        return fail(ecode::journal_refused, std::string("journal refused (") + jbd2::describe(info.refused) +
+                                              "): nothing replayed, nothing written");
     }
     if (info.nothing_to_do) {
         std::printf("%s: the journal is empty: nothing to replay\n", path);
         return ok;
     }
-    if (errcode_t oe = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs)) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: cannot open again after the replay: %s\n", path, error_message(oe));
-        return cannot_open;
-    }
+    if (errcode_t oe = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs))
+        return fail(ecode::io, std::string("cannot open again after the replay: ") + error_message(oe));
     ext2fs_clear_feature_journal_needs_recovery(fs->super);
     if (e != errc::ok) fs->super->s_state &= static_cast<__u16>(~EXT2_VALID_FS);
     if (info.failed_commit) {
@@ -533,52 +676,55 @@ int cmd_replay(const char* path) {
     }
     ext2fs_mark_super_dirty(fs);
     fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
-    if (errcode_t ce = ext2fs_close_free(&fs)) {
-        std::fprintf(stderr, "jbtree-e2fs: %s: writing the superblock: %s\n", path, error_message(ce));
-        return cannot_open;
-    }
+    if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
     if (e == errc::ok)
         std::printf("%s: %" PRIu64 " transactions replayed, %" PRIu64 " blocks written, %" PRIu64 " revoked%s\n", path,
                     info.transactions, info.replayed, info.revoke_hits,
                     info.failed_commit ? "; a commit block failed its checksum: the filesystem is marked with errors"
                                        : "");
     else
-        std::fprintf(stderr,
-                     "jbtree-e2fs: %s: the journal is damaged (%s): replayed the %" PRIu64
-                     " complete transactions before the damage (%" PRIu64 " blocks); the filesystem is marked not clean\n",
-                     path, describe(e), info.transactions, info.replayed);
-    return e == errc::ok ? ok : damaged;
+        return fail(ecode::corrupted, std::string("the journal is damaged (") + describe(e) + "): replayed the " +
+                                          std::to_string(info.transactions) + " complete transactions before the damage (" +
+                                          std::to_string(info.replayed) + " blocks); the filesystem is marked not clean");
+    return ok;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
     initialize_ext2_error_table(); // libext2fs's messages for error_message()
-    if (argc < 2) return usage_error("no command");
-    const std::string cmd = argv[1];
-    bool json = false;
+    // --json anywhere: then even a usage error is a JSON object.
     std::vector<const char*> args;
-    for (int i = 2; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--json") == 0) json = true;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--json") == 0) session.json = true;
         else args.push_back(argv[i]);
     }
+    if (args.empty()) return usage_error("no command");
+    const std::string cmd = args[0];
+    args.erase(args.begin());
+    for (const char* a : args)
+        if (std::strncmp(a, "--", 2) == 0) return usage_error(std::string("unknown option: ") + a);
     if (cmd == "owner" || cmd == "paths" || cmd == "refcount") {
         if (args.size() < 2) return usage_error("need an IMAGE and at least one number");
         std::vector<std::uint64_t> nums;
         for (std::size_t i = 1; i < args.size(); ++i) {
             std::uint64_t v = 0;
-            if (!parse_u64(args[i], v)) return usage_error((std::string("not a number: ") + args[i]).c_str());
+            if (!parse_u64(args[i], v)) return usage_error(std::string("not a number: ") + args[i]);
             nums.push_back(v);
         }
-        return cmd_query(cmd, args[0], nums, json);
+        session.image = args[0];
+        return cmd_query(cmd, args[0], nums);
     }
     if (cmd == "build" || cmd == "check") {
-        if (args.size() != 1) return usage_error((cmd + " takes one IMAGE").c_str());
-        return cmd == "build" ? cmd_build(args[0], json) : cmd_check(args[0], json);
+        if (args.size() != 1) return usage_error(cmd + " takes one IMAGE");
+        session.image = args[0];
+        return cmd == "build" ? cmd_build(args[0]) : cmd_check(args[0]);
     }
     if (cmd == "replay") {
-        if (args.size() != 1 || json) return usage_error("replay takes one IMAGE");
+        if (args.size() != 1) return usage_error("replay takes one IMAGE");
+        if (session.json) return usage_error("replay does not take --json");
+        session.image = args[0];
         return cmd_replay(args[0]);
     }
-    return usage_error(("unknown command: " + cmd).c_str());
+    return usage_error("unknown command: " + cmd);
 }
