@@ -52,8 +52,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <unistd.h>
@@ -689,10 +691,7 @@ int cmd_replay(const char* path) {
     return ok;
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-    initialize_ext2_error_table(); // libext2fs's messages for error_message()
+int run_command(int argc, char** argv) {
     // --json anywhere: then even a usage error is a JSON object.
     std::vector<const char*> args;
     for (int i = 1; i < argc; ++i) {
@@ -727,4 +726,17 @@ int main(int argc, char** argv) {
         return cmd_replay(args[0]);
     }
     return usage_error("unknown command: " + cmd);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    initialize_ext2_error_table(); // libext2fs's messages for error_message()
+    try { // the adapter's vectors and strings allocate: even then, an error code and a message
+        return run_command(argc, argv);
+    } catch (const std::bad_alloc&) {
+        return fail(ecode::internal, "out of memory");
+    } catch (const std::exception& x) {
+        return fail(ecode::internal, std::string("unexpected error: ") + x.what());
+    }
 }
