@@ -7,16 +7,21 @@
 #include "test_support.hpp"
 #include "ext4_image.hpp"
 
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -50,6 +55,147 @@ output capture_all(const std::string& cmd) { return capture(cmd, true); }
 int run(const std::string& cmd) {
     const int st = std::system(cmd.c_str());
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+// stdout and stderr apart, and how long it took.
+struct split_output {
+    int status = -1;
+    std::string out, err;
+    double seconds = 0;
+};
+split_output capture_split(const std::string& cmd) {
+    const fs::path errf = fs::temp_directory_path() / ("jbtree-e2fs-stderr-" + std::to_string(getpid()));
+    const auto t0 = std::chrono::steady_clock::now();
+    const output o = capture("{ { " + cmd + " ; } 2>'" + errf.string() + "' ; }"); // capture() sends the outer stderr away
+    split_output r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.status = o.status;
+    r.out = o.out;
+    std::ifstream in(errf, std::ios::binary);
+    r.err.assign(std::istreambuf_iterator<char>(in), {});
+    fs::remove(errf);
+    return r;
+}
+
+// The text is exactly one JSON object (then a newline): its members, the
+// strings decoded, anything else as written; ok false if it is not.
+struct json_object {
+    bool ok = false;
+    std::map<std::string, std::string> members;
+    // A member's value, or "<absent>".
+    std::string operator[](const std::string& name) const {
+        const auto it = members.find(name);
+        return it == members.end() ? "<absent>" : it->second;
+    }
+};
+json_object parse_json_object(const std::string& text) {
+    json_object o;
+    std::size_t i = 0;
+    auto ws = [&] {
+        while (i < text.size() && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r')) ++i;
+    };
+    auto str = [&](std::string& out) {
+        if (i >= text.size() || text[i] != '"') return false;
+        for (++i; i < text.size(); ++i) {
+            const char c = text[i];
+            if (c == '"') {
+                ++i;
+                return true;
+            }
+            if (static_cast<unsigned char>(c) < 0x20) return false;
+            if (c != '\\') {
+                out += c;
+                continue;
+            }
+            if (++i >= text.size()) return false;
+            const char e = text[i];
+            if (e == 'u') {
+                if (i + 4 >= text.size()) return false;
+                const std::string hex = text.substr(i + 1, 4);
+                if (hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) return false;
+                out += static_cast<char>(std::strtoul(hex.c_str(), nullptr, 16) & 0xFF); // the tool escapes bytes
+                i += 4;
+            } else if (std::string("\"\\/bfnrt").find(e) != std::string::npos) {
+                out += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+            } else return false;
+        }
+        return false;
+    };
+    std::function<bool()> value = [&]() -> bool {
+        ws();
+        if (i >= text.size()) return false;
+        const char c = text[i];
+        std::string ignored;
+        if (c == '"') return str(ignored);
+        if (c == '{' || c == '[') {
+            const char close = c == '{' ? '}' : ']';
+            ++i;
+            ws();
+            if (i < text.size() && text[i] == close) return ++i, true;
+            for (;;) {
+                if (c == '{') {
+                    ws();
+                    std::string k;
+                    if (!str(k)) return false;
+                    ws();
+                    if (i >= text.size() || text[i++] != ':') return false;
+                }
+                if (!value()) return false;
+                ws();
+                if (i < text.size() && text[i] == ',') {
+                    ++i;
+                    continue;
+                }
+                if (i < text.size() && text[i] == close) return ++i, true;
+                return false;
+            }
+        }
+        for (const char* lit : {"true", "false", "null"})
+            if (text.compare(i, std::strlen(lit), lit) == 0) return i += std::strlen(lit), true;
+        const std::size_t start = i;
+        if (text[i] == '-') ++i;
+        while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.' || text[i] == 'e' ||
+                                   text[i] == 'E' || text[i] == '+' || text[i] == '-'))
+            ++i;
+        return i > start && std::isdigit(static_cast<unsigned char>(text[i - 1]));
+    };
+    ws();
+    if (i >= text.size() || text[i] != '{') return o;
+    ++i;
+    ws();
+    if (i < text.size() && text[i] == '}') ++i;
+    else
+        for (;;) {
+            ws();
+            std::string k;
+            if (!str(k)) return o;
+            ws();
+            if (i >= text.size() || text[i++] != ':') return o;
+            ws();
+            const std::size_t start = i;
+            std::string v;
+            if (i < text.size() && text[i] == '"') {
+                if (!str(v)) return o;
+            } else {
+                if (!value()) return o;
+                v = text.substr(start, i - start);
+            }
+            if (o.members.count(k)) return o; // a member twice
+            o.members[k] = v;
+            ws();
+            if (i < text.size() && text[i] == ',') {
+                ++i;
+                continue;
+            }
+            if (i < text.size() && text[i] == '}') {
+                ++i;
+                break;
+            }
+            return o;
+        }
+    ws();
+    o.ok = i == text.size(); // nothing after the one object
+    return o;
 }
 
 // "N\tX" lines after the header.
@@ -197,6 +343,90 @@ std::string mount_and_compare(const fs::path& img, const fs::path& tree, std::si
     }
     if (!m.unmount()) return "umount failed";
     return bad.empty() ? "" : "files differ through the mount: " + bad;
+}
+
+std::string md5(const fs::path& img) { return capture("md5sum < '" + img.string() + "'").out; }
+
+// Run debugfs -w over a file of commands (one a line); its complaints
+// about single commands (a write that finds no room) are ignored.
+void debugfs_script(const fs::path& img, const fs::path& dir, const std::vector<std::string>& cmds) {
+    const fs::path f = dir / "debugfs.cmds";
+    {
+        std::ofstream out(f);
+        for (const std::string& c : cmds) out << c << "\n";
+    }
+    run("debugfs -w -f '" + f.string() + "' '" + img.string() + "' >/dev/null 2>&1");
+    fs::remove(f);
+}
+
+bool last_block_in_use(const fs::path& img) {
+    const std::uint64_t n = field(img.string(), "Block count");
+    return n && capture("debugfs -R 'testb " + std::to_string(n - 1) + "' '" + img.string() + "' 2>&1").out.find("marked in use") !=
+                    std::string::npos;
+}
+
+// build refuses at once and writes nothing: exit 4, within the time
+// bound, "not enough contiguous free space (need N blocks, largest free
+// run M)" on stderr, with --json the no_space object carrying N and M.
+void expect_no_space_refusal(const fs::path& img) {
+    const std::string before = md5(img);
+    for (const bool json : {false, true}) {
+        CAPTURE(json);
+        const split_output r = capture_split("timeout 60 env " + tool + " build " + (json ? "--json " : "") + "'" + img.string() + "'");
+        INFO("stdout: " << r.out);
+        INFO("stderr: " << r.err);
+        CHECK(r.status == 4); // 124: timeout killed it
+        CHECK(r.seconds < 60);
+        const auto at = r.err.find("not enough contiguous free space (need ");
+        REQUIRE(at != std::string::npos);
+        unsigned long long need = 0, largest = ~0ull;
+        REQUIRE(std::sscanf(r.err.c_str() + at, "not enough contiguous free space (need %llu blocks, largest free run %llu)",
+                            &need, &largest) == 2);
+        CHECK(largest < need);
+        if (json) {
+            const json_object o = parse_json_object(r.out);
+            REQUIRE(o.ok);
+            CHECK(o.members.count("error"));
+            CHECK(o["error"] == "no_space");
+            CHECK(o["status"] == "4");
+            CHECK(o["built"] == "false");
+            CHECK(o["need_blocks"] == std::to_string(need));
+            CHECK(o["largest_free_run"] == std::to_string(largest));
+            CHECK(r.err.find("jbtree-e2fs: " + o["message"]) != std::string::npos);
+        } else {
+            CHECK(r.out.empty());
+        }
+        CHECK(md5(img) == before); // refused before anything was written
+    }
+}
+
+// `args` fails: exit `status`, a message on stderr; with --json (unless
+// text_only) also one JSON object on stdout with "error" `code`, "status"
+// and "message" (the stderr line). json_only: only the --json run fails.
+enum class modes { both, text_only, json_only };
+void expect_failure(const std::string& args, const std::string& code, int status, modes m = modes::both) {
+    CAPTURE(args);
+    if (m != modes::json_only) {
+        const split_output t = capture_split("timeout 120 env " + tool + " " + args);
+        INFO("stdout: " << t.out);
+        INFO("stderr: " << t.err);
+        CHECK(t.status == status);
+        CHECK(t.err.find("jbtree-e2fs: ") != std::string::npos);
+    }
+    if (m == modes::text_only) return;
+    const split_output j = capture_split("timeout 120 env " + tool + " --json " + args);
+    INFO("stdout: " << j.out);
+    INFO("stderr: " << j.err);
+    CHECK(j.status == status);
+    const json_object o = parse_json_object(j.out);
+    REQUIRE(o.ok);
+    REQUIRE(o.members.count("error") == 1);
+    REQUIRE(o.members.count("message") == 1);
+    REQUIRE(o.members.count("status") == 1);
+    CHECK(o["error"] == code);
+    CHECK(o["status"] == std::to_string(status));
+    CHECK(!o["message"].empty());
+    CHECK(j.err.find("jbtree-e2fs: " + o["message"] + "\n") != std::string::npos);
 }
 
 // check --json found nothing but staleness: the trees verify and agree
@@ -457,6 +687,216 @@ TEST_CASE("build on a filesystem with MMP leaves the MMP block released: e2fsck 
     else {
         CHECK(m == "");
         CHECK(files == 1);
+    }
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("build refuses at once, writing nothing, when no free run is as long as the map file (issue 17)") {
+    // ext2fs_new_range, which build used to pick the run, never returns when
+    // no free run is long enough and the last block is in use: both images
+    // here hung build until it was killed.
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
+    const fs::path one = tmp / "one";
+    REQUIRE(run("head -c 4096 /dev/urandom > '" + one.string() + "'") == 0); // random: debugfs skips zero blocks
+    SUBCASE("a 64 MiB image full of 4 KiB files and one large file, every other small file deleted") {
+        const fs::path img = tmp / "fragmented.img";
+        REQUIRE(run("mkfs.ext4 -q -F -b 4096 '" + img.string() + "' 64M >/dev/null 2>&1") == 0);
+        const std::uint64_t free0 = field(img.string(), "Free blocks");
+        REQUIRE(free0 > 1000);
+        const std::uint64_t small = free0 - 200; // room left for directories and the large file
+        std::vector<std::string> cmds;
+        for (std::uint64_t d = 0; d <= small / 500; ++d) cmds.push_back("mkdir d" + std::to_string(d));
+        for (std::uint64_t i = 0; i < small; ++i)
+            cmds.push_back("write " + one.string() + " d" + std::to_string(i / 500) + "/f" + std::to_string(i));
+        debugfs_script(img, tmp, cmds);
+        // One file takes the rest (but what its extent tree needs), then
+        // 4 KiB files take what is left, until no block is free.
+        const std::uint64_t rest = field(img.string(), "Free blocks");
+        REQUIRE(rest > 16);
+        const fs::path big = tmp / "big";
+        REQUIRE(run("head -c " + std::to_string((rest - 8) * 4096) + " /dev/urandom > '" + big.string() + "'") == 0);
+        cmds.clear();
+        cmds.push_back("write " + big.string() + " big");
+        for (int g = 0; g < 16; ++g) cmds.push_back("write " + one.string() + " g" + std::to_string(g));
+        debugfs_script(img, tmp, cmds);
+        REQUIRE(field(img.string(), "Free blocks") == 0);
+        cmds.clear();
+        for (std::uint64_t i = 0; i < small; i += 2)
+            cmds.push_back("rm d" + std::to_string(i / 500) + "/f" + std::to_string(i));
+        debugfs_script(img, tmp, cmds);
+        REQUIRE(field(img.string(), "Free blocks") >= small / 2);
+        REQUIRE(fsck_n(img) == 0);
+        REQUIRE(last_block_in_use(img)); // what made ext2fs_new_range loop
+        expect_no_space_refusal(img);
+        CHECK(fsck_n(img) == 0);
+    }
+    SUBCASE("maps built, then resize2fs -M, the free blocks left taken but one: the last block in use") {
+        const fs::path tree = tmp / "tree", img = tmp / "shrunk.img";
+        fs::create_directories(tree / "d");
+        for (int f = 1; f <= 40; ++f)
+            REQUIRE(run("head -c " + std::to_string(f * 3001) + " /dev/urandom > '" + (tree / "d" / ("f" + std::to_string(f))).string() + "'") == 0);
+        REQUIRE(run("mkfs.ext4 -q -F -b 4096 -d '" + tree.string() + "' '" + img.string() + "' 16M >/dev/null 2>&1") == 0);
+        REQUIRE(run(tool + " build '" + img.string() + "' >/dev/null 2>&1") == 0);
+        REQUIRE(run("resize2fs -M '" + img.string() + "' >/dev/null 2>&1") == 0);
+        const std::uint64_t left = field(img.string(), "Free blocks");
+        std::vector<std::string> cmds;
+        for (std::uint64_t g = 0; g < left + 2; ++g) cmds.push_back("write " + one.string() + " g" + std::to_string(g));
+        cmds.push_back("rm g0");
+        debugfs_script(img, tmp, cmds);
+        REQUIRE(fsck_n(img) == 0);
+        REQUIRE(last_block_in_use(img));
+        expect_no_space_refusal(img);
+        // Given room again, build stores the maps and all is clean.
+        REQUIRE(run("truncate -s 16M '" + img.string() + "' && resize2fs '" + img.string() + "' >/dev/null 2>&1") == 0);
+        const output b = capture_all("timeout 60 env " + tool + " build '" + img.string() + "'");
+        INFO(b.out);
+        CHECK(b.status == 0);
+        CHECK(fsck_n(img) == 0);
+        CHECK(run(tool + " check '" + img.string() + "' >/dev/null 2>&1") == 0);
+    }
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("--json: every failure is one JSON object on stdout (error code, message, status), and stderr always says why") {
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
+    const fs::path tree = tmp / "tree";
+    fs::create_directories(tree / "d");
+    for (int f = 1; f <= 20; ++f)
+        REQUIRE(run("head -c " + std::to_string(f * 2001) + " /dev/urandom > '" + (tree / "d" / ("f" + std::to_string(f))).string() + "'") == 0);
+    auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+    auto make = [&](const std::string& name, const std::string& opts) {
+        const fs::path img = tmp / name;
+        REQUIRE(run("mkfs.ext4 -q -F " + opts + " -d '" + tree.string() + "' " + q(img) + " 16M >/dev/null 2>&1") == 0);
+        return img;
+    };
+    const fs::path clean = make("clean.img", ""), with_maps = tmp / "maps.img";
+    fs::copy_file(clean, with_maps);
+    REQUIRE(run(tool + " build " + q(with_maps) + " >/dev/null 2>&1") == 0);
+    auto copy_of = [&](const fs::path& from, const std::string& name) {
+        const fs::path p = tmp / name;
+        fs::copy_file(from, p, fs::copy_options::overwrite_existing);
+        return p;
+    };
+
+    SUBCASE("bad arguments: usage, 2") {
+        expect_failure("", "usage", 2);
+        expect_failure("frob " + q(clean), "usage", 2);
+        expect_failure("owner", "usage", 2);
+        expect_failure("owner " + q(clean), "usage", 2);
+        expect_failure("paths " + q(clean) + " x12", "usage", 2);
+        expect_failure("refcount " + q(clean) + " -1", "usage", 2);
+        expect_failure("build", "usage", 2);
+        expect_failure("check " + q(clean) + " " + q(clean), "usage", 2);
+        expect_failure("build --frob " + q(clean), "usage", 2);
+        expect_failure("replay " + q(clean), "usage", 2, modes::json_only); // replay takes no --json
+        expect_failure("replay", "usage", 2);
+    }
+    SUBCASE("no image, or not ext2/3/4: cannot_open, 3") {
+        const fs::path junk = tmp / "junk.img";
+        REQUIRE(run("head -c 4194304 /dev/urandom > " + q(junk)) == 0);
+        for (const fs::path& p : {tmp / "missing.img", junk}) {
+            expect_failure("owner " + q(p) + " 1", "cannot_open", 3);
+            expect_failure("paths " + q(p) + " 2", "cannot_open", 3);
+            expect_failure("refcount " + q(p) + " 1", "cannot_open", 3);
+            expect_failure("check " + q(p), "cannot_open", 3);
+            expect_failure("build " + q(p), "cannot_open", 3);
+            expect_failure("replay " + q(p), "cannot_open", 3, modes::text_only);
+        }
+    }
+    SUBCASE("the journal needs recovery (a build killed after its commit began): needs_recovery, 3") {
+        const fs::path img = tmp / "killed.img";
+        bool needs = false;
+        for (int k = 1; k < 100 && !needs; ++k) {
+            fs::copy_file(clean, img, fs::copy_options::overwrite_existing);
+            REQUIRE(run("env JBTREE_E2FS_KILL_AFTER_WRITES=" + std::to_string(k) + " " + tool + " build " + q(img) +
+                        " >/dev/null 2>&1") == 137);
+            needs = capture("dumpe2fs -h " + q(img) + " 2>/dev/null | grep -c needs_recovery").out.rfind("1", 0) == 0;
+        }
+        REQUIRE(needs);
+        const std::string before = md5(img);
+        expect_failure("build " + q(img), "needs_recovery", 3);
+        expect_failure("check " + q(img), "needs_recovery", 3);
+        expect_failure("owner " + q(img) + " 0", "needs_recovery", 3);
+        expect_failure("paths " + q(img) + " 12", "needs_recovery", 3);
+        expect_failure("refcount " + q(img) + " 0", "needs_recovery", 3);
+        CHECK(md5(img) == before);
+        CHECK(run(tool + " replay " + q(img) + " >/dev/null 2>&1") == 0); // and then all is well
+        CHECK(fsck_n(img) == 0);
+    }
+    SUBCASE("damaged map blocks: check says corrupted, 4; a query answers or says corrupted") {
+        const fs::path img = copy_of(with_maps, "damaged.img");
+        const std::string blocks = capture("debugfs -R 'blocks <5>' " + q(img)).out;
+        std::istringstream in(blocks);
+        std::vector<std::uint64_t> b;
+        for (std::uint64_t x; in >> x;) b.push_back(x);
+        REQUIRE(b.size() > 4);
+        const std::uint64_t bs = field(img.string(), "Block size");
+        for (std::size_t k = 2; k < 4; ++k) // the first tree nodes, after the volume superblock and bitmap
+            REQUIRE(run("dd if=/dev/urandom of=" + q(img) + " bs=" + std::to_string(bs) + " seek=" + std::to_string(b[k]) +
+                        " count=1 conv=notrunc 2>/dev/null") == 0);
+        expect_failure("check " + q(img), "corrupted", 4);
+        for (const char* cmd : {"owner", "paths", "refcount"}) {
+            CAPTURE(cmd);
+            const split_output o = capture_split(tool + " --json " + cmd + " " + q(img) + " 2");
+            const json_object j = parse_json_object(o.out);
+            REQUIRE(j.ok);
+            if (o.status == 0) CHECK(j.members.count("error") == 0);
+            else {
+                CHECK(o.status == 4);
+                CHECK(j["error"] == "corrupted");
+                CHECK(!o.err.empty());
+            }
+        }
+    }
+    SUBCASE("check: maps_absent 1, stale_maps 4, maps_inconsistent 4") {
+        expect_failure("check " + q(clean), "maps_absent", 1);
+        const fs::path stale = copy_of(with_maps, "stale.img");
+        REQUIRE(run("tune2fs -C 9 " + q(stale) + " >/dev/null 2>&1") == 0); // the superblock only: the stamp differs
+        expect_failure("check " + q(stale), "stale_maps", 4);
+        CHECK(run(tool + " owner " + q(stale) + " 0 >/dev/null 2>&1") == 0); // queries answer from a scan
+        const fs::path changed = copy_of(with_maps, "changed.img");
+        REQUIRE(run("debugfs -w -R 'ln /d/f1 /d/another-name' " + q(changed) + " >/dev/null 2>&1") == 0);
+        expect_failure("check " + q(changed), "maps_inconsistent", 4);
+        // check's own members are in the same object.
+        const split_output o = capture_split(tool + " check --json " + q(changed));
+        const json_object j = parse_json_object(o.out);
+        REQUIRE(j.ok);
+        CHECK(j["clean"] == "false");
+        CHECK(j["parent_mismatches"] == "1");
+    }
+    SUBCASE("queries: not_found 1, with the answers in the same object") {
+        expect_failure("owner " + q(with_maps) + " 0 99999999", "not_found", 1);
+        expect_failure("paths " + q(with_maps) + " 2 4000", "not_found", 1);
+        const split_output o = capture_split(tool + " owner --json " + q(with_maps) + " 0 99999999");
+        const json_object j = parse_json_object(o.out);
+        REQUIRE(j.ok);
+        CHECK(j["owners"].find("\"block\":99999999,\"owners\":[]") != std::string::npos);
+        CHECK(j["message"].find("1 of 2 blocks have no owner") != std::string::npos);
+        const split_output fine = capture_split(tool + " refcount --json " + q(with_maps) + " 0");
+        CHECK(fine.status == 0);
+        CHECK(parse_json_object(fine.out).ok);
+        CHECK(parse_json_object(fine.out).members.count("error") == 0);
+    }
+    SUBCASE("build refusals: unsupported 4 (no journal), not_clean 4; replay: no_journal 1, journal_refused 4") {
+        const fs::path nojournal = make("nojournal.img", "-O ^has_journal");
+        const std::string before = md5(nojournal);
+        expect_failure("build " + q(nojournal), "unsupported", 4);
+        expect_failure("replay " + q(nojournal), "no_journal", 1, modes::text_only);
+        CHECK(md5(nojournal) == before);
+        const fs::path dirty = copy_of(clean, "dirty.img");
+        REQUIRE(run("debugfs -w -R 'ssv state 0' " + q(dirty) + " >/dev/null 2>&1") == 0); // not cleanly unmounted
+        expect_failure("build " + q(dirty), "not_clean", 4);
+        // A journal superblock without its magic: replay refuses it untouched.
+        const fs::path badjournal = copy_of(clean, "badjournal.img");
+        const std::uint64_t jblk = std::strtoull(capture("debugfs -R 'bmap <8> 0' " + q(badjournal)).out.c_str(), nullptr, 10);
+        REQUIRE(jblk != 0);
+        REQUIRE(run("dd if=/dev/zero of=" + q(badjournal) + " bs=" + std::to_string(field(badjournal.string(), "Block size")) +
+                    " seek=" + std::to_string(jblk) + " count=1 conv=notrunc 2>/dev/null") == 0);
+        const std::string bad_before = md5(badjournal);
+        expect_failure("replay " + q(badjournal), "journal_refused", 4, modes::text_only);
+        CHECK(md5(badjournal) == bad_before);
     }
     fs::remove_all(tmp);
 }
