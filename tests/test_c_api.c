@@ -312,6 +312,7 @@ static void test_callers_backend(const struct jbt_allocator *mem)
 	CHECK(jbt_rmap_map(m, 10000, 2, 999, 0, 0) == 0);
 	CHECK(jbt_refcount_adjust(m, 10000, 2, +1) == 0);
 	CHECK(jbt_refcount_get(m, 10001, &count) == 0 && count == 2);
+	CHECK(jbt_refcount_adjust(m, 10003, 3, -1) == 0); /* unshared: nothing written */
 	memset(&o, 0, sizeof o);
 	CHECK(jbt_rmap_owners(m, 10001, collect_owner, &o) == 0 && o.n == 2);
 	memset(&ps, 0, sizeof ps);
@@ -422,6 +423,14 @@ int main(void)
 	CHECK(jbt_refcount_get(v, 1004, &count) == 0 && count == 1);
 	CHECK(jbt_refcount_adjust(v, 1000, 4, +2) == -EINVAL);
 	CHECK(jbt_refcount_get(v, 1, NULL) == -EINVAL);
+	/* Decrements of what was incremented, down to unshared and past it
+	 * (blocks in no record: nothing to write, no handle needed). */
+	CHECK(jbt_refcount_adjust(v, 1002, 4, +1) == 0); /* 1000..1005: 2 2 3 3 2 2 */
+	CHECK(jbt_refcount_adjust(v, 1000, 4, -1) == 0);
+	CHECK(jbt_refcount_adjust(v, 1002, 4, -1) == 0);
+	CHECK(jbt_refcount_get(v, 1003, &count) == 0 && count == 1);
+	CHECK(jbt_refcount_adjust(v, 1000, 6, -1) == 0); /* all gaps: 1 -> 0 */
+	CHECK(jbt_refcount_adjust(v, 1000, 4, +1) == 0);
 
 	/* parent pointers: /a (12) with hard links /a/x and /b/y to inode 20 */
 	CHECK(jbt_parent_add(v, 12, 2, 1, "a", 1) == 0);

@@ -184,8 +184,9 @@ int jbt_rmap_map(jbt_volume *v, uint64_t start, uint64_t length, uint64_t owner,
  * -ENOENT unless it owns all of them, at those offsets. */
 int jbt_rmap_unmap(jbt_volume *v, uint64_t start, uint64_t length, uint64_t owner, uint64_t offset);
 
-/* Every record covering `block`: visit returns 0 to go on, nonzero to stop
- * (jbt_rmap_owners then returns 0). */
+/* Every record covering `block`, each once, in key order: by start block,
+ * then owner, then offset (not grouped by owner). visit returns 0 to go on,
+ * nonzero to stop (jbt_rmap_owners then returns 0). */
 typedef int (*jbt_rmap_visit)(void *ctx, const struct jbt_rmap_record *r);
 int jbt_rmap_owners(jbt_volume *v, uint64_t block, jbt_rmap_visit visit, void *ctx);
 

@@ -95,6 +95,11 @@ public:
     [[nodiscard]] const layout_type& layout() const noexcept { return lay_; }
     // Bumped by every successful mutation; cursors use it to notice changes.
     [[nodiscard]] std::uint64_t generation() const noexcept { return gen_; }
+    // The last damaged node an operation ran into: its block and what was
+    // wrong (what == none if there was none). An operation that returns
+    // errc::corrupted or errc::bad_checksum because of a node sets it, so a
+    // tool can name the block.
+    [[nodiscard]] const node_fault_info& last_fault() const noexcept { return fault_; }
 
     // ---- credits: worst-case blocks dirtied by one operation -------------
     //
@@ -111,11 +116,16 @@ public:
     // the exact-match fast path: it descends by low keys only.
     [[nodiscard]] result<value_type> find(const key_type& k) noexcept {
         if (an_.height == 0) return errc::not_found;
-        auto leaf = descend_to_leaf(k);
+        key_bounds b;
+        auto leaf = descend_to_leaf(k, &b);
         if (!leaf) return leaf.error();
         const unsigned char* n = leaf->data();
         const std::uint32_t i = leaf_lower_bound(n, k);
-        if (i == layout_type::count(n) || Traits::compare(key_at(n, true, i), k) != 0) return errc::not_found;
+        if (i == layout_type::count(n)) {
+            JBTREE_TRY(check_leaf_end(*leaf, b)); // k lies between this leaf and the next
+            return errc::not_found;
+        }
+        if (Traits::compare(key_at(n, true, i), k) != 0) return errc::not_found;
         value_type v{};
         JBTREE_TRY(decode_value_at(n, i, v));
         return v;
@@ -170,7 +180,9 @@ public:
         if (an_.height == 0 || Traits::compare(lo, hi) > 0) return errc::ok;
         bool go_on = true;
         const std::uint64_t g = gen_;
-        return overlap_visit(an_.root, an_.height - 1u, lo, hi, f, go_on, g);
+        auto root = read_node(an_.root, an_.height - 1u);
+        if (!root) return root.error();
+        return overlap_visit(*root, an_.height - 1u, key_bounds{}, lo, hi, f, go_on, g);
     }
 
     // ---- mutations ----------------------------------------------------------
@@ -255,12 +267,26 @@ public:
     [[nodiscard]] errc for_each_node(F&& f) noexcept {
         if (an_.height == 0) return errc::ok;
         bool stop = false;
-        return node_walk(an_.root, an_.height - 1u, f, stop);
+        auto root = read_node(an_.root, an_.height - 1u);
+        if (!root) return root.error();
+        return node_walk(*root, an_.height - 1u, key_bounds{}, f, stop);
     }
 
 private:
     friend class cursor;
 
+    // The keys a node may hold, given by the separators above it: its first
+    // key is exactly `lo` (an internal entry's key is its subtree's first
+    // key) and every key is below `hi`. The root has neither. Checking both
+    // on every step down (O(1) per level) means a checksum-valid but wrong
+    // separator or child pointer is reported, not followed to a wrong answer.
+    struct key_bounds {
+        key_type lo{}, hi{};
+        bool has_lo = false, has_hi = false;
+    };
+
+    // Called by destroy() after for_each_node has read and checked every
+    // node, so plain reads suffice here.
     [[nodiscard]] errc destroy_subtree(handle& h, std::uint64_t blk, unsigned level) noexcept {
         if (level > 0) {
             auto r = read_node(blk, level);
@@ -273,16 +299,20 @@ private:
         return st_->free(blk);
     }
 
+    // f on `node` (blk at level, within bounds b), then on its subtree.
     template <class F>
-    [[nodiscard]] errc node_walk(std::uint64_t blk, unsigned level, F& f, bool& stop) noexcept {
-        auto r = read_node(blk, level);
-        if (!r) return r.error();
+    [[nodiscard]] errc node_walk(buffer& node, unsigned level, const key_bounds& b, F& f, bool& stop) noexcept {
+        const std::uint64_t blk = node.blkno();
         if constexpr (std::is_void_v<decltype(f(blk, level))>) f(blk, level);
         else stop = !static_cast<bool>(f(blk, level));
         if (stop || level == 0) return errc::ok;
-        const unsigned char* n = r->data();
-        const std::uint32_t cnt = layout_type::count(n);
-        for (std::uint32_t i = 0; i < cnt && !stop; ++i) JBTREE_TRY(node_walk(child_at(n, i), level - 1, f, stop));
+        const std::uint32_t cnt = layout_type::count(node.data());
+        for (std::uint32_t i = 0; i < cnt && !stop; ++i) {
+            key_bounds cb = b;
+            auto c = read_child(node, i, level - 1, cb);
+            if (!c) return c.error();
+            JBTREE_TRY(node_walk(*c, level - 1, cb, f, stop));
+        }
         return errc::ok;
     }
 
@@ -300,15 +330,87 @@ private:
     // has its checksum verified once per read from the device, not on every
     // access; the structural checks run every time, since a cached block can
     // still be reached through a wrong pointer of a damaged tree.
+    //
+    // The contents checks (key order, records) are O(count): they too run
+    // once per device read for such buffers, and on every read for others.
     [[nodiscard]] result<buffer> read_node(std::uint64_t blkno, unsigned level) noexcept {
         auto r = st_->read(blkno);
         if (!r) return r.error();
         node_expectation want = expect(blkno, level);
-        if constexpr (CheckedBlockBuffer<buffer>) want.checksums = want.checksums && !r->checked();
+        if constexpr (CheckedBlockBuffer<buffer>) {
+            const bool fresh = !r->checked();
+            want.checksums = want.checksums && fresh;
+            want.contents = fresh;
+        }
         const node_fault f = check_node(lay_, r->data(), want);
-        if (f != node_fault::none) return to_errc(f);
+        if (f != node_fault::none) return fault(blkno, f);
         if constexpr (CheckedBlockBuffer<buffer>) r->set_checked();
         return rvalue(r);
+    }
+    // Record what was wrong with which node (last_fault()), as an errc.
+    [[nodiscard]] errc fault(std::uint64_t blkno, node_fault f) noexcept {
+        fault_ = node_fault_info{blkno, f};
+        return to_errc(f);
+    }
+
+    // ---- descending with bounds (key_bounds: above) --------------------------
+    // The bounds of child i of internal node n, which lies within b.
+    [[nodiscard]] key_bounds child_bounds(const unsigned char* n, std::uint32_t i, const key_bounds& b) const noexcept {
+        key_bounds c;
+        c.lo = key_at(n, false, i);
+        c.has_lo = true;
+        if (i + 1 < layout_type::count(n)) {
+            c.hi = key_at(n, false, i + 1);
+            c.has_hi = true;
+        } else {
+            c.hi = b.hi;
+            c.has_hi = b.has_hi;
+        }
+        return c;
+    }
+    [[nodiscard]] bool within(const unsigned char* n, bool leaf, const key_bounds& b) const noexcept {
+        if (b.has_lo && Traits::compare(key_at(n, leaf, 0), b.lo) != 0) return false;
+        return !b.has_hi || Traits::compare(key_at(n, leaf, layout_type::count(n) - 1), b.hi) < 0;
+    }
+    // Read child i of internal node `parent` (at level + 1), whose bounds
+    // are `b`; on success b becomes the child's bounds.
+    [[nodiscard]] result<buffer> read_child(buffer& parent, std::uint32_t i, unsigned level, key_bounds& b) noexcept {
+        const unsigned char* pn = parent.data();
+        const std::uint64_t blk = child_at(pn, i);
+        auto r = read_node(blk, level);
+        if (!r) return r.error();
+        b = child_bounds(pn, i, b);
+        if (!within(r->data(), level == 0, b)) return fault(blk, node_fault::bounds);
+        return r;
+    }
+    // A search ran past the last key of `leaf` (within bounds b): what lies
+    // beyond is decided by the separators above, so the leaf to the right
+    // must start exactly at b.hi (the rightmost leaf has no right link).
+    // This catches a separator raised above its child's first key, which
+    // would otherwise hide the keys in between.
+    [[nodiscard]] errc check_leaf_end(buffer& leaf, const key_bounds& b) noexcept {
+        const std::uint64_t right = header_of(leaf.data())->right.get();
+        if (!b.has_hi || !right) return b.has_hi || right ? fault(leaf.blkno(), node_fault::siblings) : errc::ok;
+        auto r = read_neighbour(leaf, right, true);
+        if (!r) return r.error();
+        if (Traits::compare(key_at(r->data(), true, 0), b.hi) != 0) return fault(right, node_fault::bounds);
+        return errc::ok;
+    }
+    // Read the leaf `blk` that leaf `from` links to on its right (or left):
+    // its link back must name `from`, and its keys must continue `from`'s.
+    [[nodiscard]] result<buffer> read_neighbour(buffer& from, std::uint64_t blk, bool right) noexcept {
+        auto r = read_node(blk, 0);
+        if (!r) return r.error();
+        const unsigned char* f = from.data();
+        const unsigned char* n = r->data();
+        const node_header* h = header_of(n);
+        const std::uint64_t back = right ? h->left.get() : h->right.get();
+        const bool ordered =
+            right ? Traits::compare(key_at(n, true, 0), key_at(f, true, layout_type::count(f) - 1)) > 0
+                  : Traits::compare(key_at(n, true, layout_type::count(n) - 1), key_at(f, true, 0)) < 0;
+        if (back != from.blkno()) return fault(blk, node_fault::siblings);
+        if (!ordered) return fault(blk, node_fault::bounds);
+        return r;
     }
 
     [[nodiscard]] key_type key_at(const unsigned char* n, bool leaf, std::uint32_t i) const noexcept {
@@ -381,16 +483,23 @@ private:
 
     // Descend to the leaf that holds (or would hold) k; k == nullptr: the
     // leftmost leaf.
-    [[nodiscard]] result<buffer> descend_to_leaf(const key_type& k) noexcept { return descend_to_leaf_ptr(&k); }
-    [[nodiscard]] result<buffer> descend_to_leaf_ptr(const key_type* k) noexcept {
-        std::uint64_t blk = an_.root;
-        for (unsigned l = an_.height; l-- > 1;) {
-            auto r = read_node(blk, l);
-            if (!r) return r.error();
-            const unsigned char* n = r->data();
-            blk = child_at(n, k ? child_index(n, *k) : 0);
+    // The leaf's bounds go to *out (if given).
+    [[nodiscard]] result<buffer> descend_to_leaf(const key_type& k, key_bounds* out = nullptr) noexcept {
+        return descend_to_leaf_ptr(&k, out);
+    }
+    [[nodiscard]] result<buffer> descend_to_leaf_ptr(const key_type* k, key_bounds* out = nullptr) noexcept {
+        auto r = read_node(an_.root, an_.height - 1u);
+        if (!r) return r.error();
+        buffer node = rvalue(*r);
+        key_bounds local;
+        key_bounds& b = out ? *out : local;
+        b = key_bounds{};
+        for (unsigned l = an_.height - 1u; l > 0; --l) {
+            auto c = read_child(node, k ? child_index(node.data(), *k) : 0, l - 1, b);
+            if (!c) return c.error();
+            node = rvalue(*c);
         }
-        return read_node(blk, 0);
+        return node;
     }
 
     // The nodes from the root down to a leaf, with the entry index taken at
@@ -398,28 +507,35 @@ private:
     struct path_level {
         buffer buf;
         std::uint32_t index = 0;
+        key_bounds bounds; // of buf's node
     };
     struct path_t {
         path_level lv[max_height];
     };
     [[nodiscard]] errc descend_path(const key_type& k, path_t& p, bool& exact) noexcept {
-        std::uint64_t blk = an_.root;
+        key_bounds b;
         for (unsigned l = an_.height; l-- > 0;) {
-            auto r = read_node(blk, l);
+            auto r = l + 1 == an_.height ? read_node(an_.root, l) : read_child(p.lv[l + 1].buf, p.lv[l + 1].index, l, b);
             if (!r) return r.error();
             p.lv[l].buf = rvalue(*r);
+            p.lv[l].bounds = b;
             const unsigned char* n = p.lv[l].buf.data();
             if (l == 0) {
                 const std::uint32_t i = leaf_lower_bound(n, k);
                 p.lv[0].index = i;
                 exact = i < layout_type::count(n) && Traits::compare(key_at(n, true, i), k) == 0;
+                if (i == layout_type::count(n)) JBTREE_TRY(check_leaf_end(p.lv[0].buf, b));
             } else {
-                const std::uint32_t i = child_index(n, k);
-                p.lv[l].index = i;
-                blk = child_at(n, i);
+                p.lv[l].index = child_index(n, k);
             }
         }
         return errc::ok;
+    }
+    // A sibling of the path's node at level l (< height - 1): child i of the
+    // path's node at level l + 1, checked against that node's bounds.
+    [[nodiscard]] result<buffer> read_path_sibling(path_t& p, unsigned l, std::uint32_t i) noexcept {
+        key_bounds b = p.lv[l + 1].bounds;
+        return read_child(p.lv[l + 1].buf, i, l, b);
     }
 
     // Largest high key of a node's entries, encoded into out (interval mode).
@@ -675,8 +791,8 @@ private:
     template <class F>
     [[nodiscard]] errc walk(const key_type* lo, const key_type* hi, F& f) noexcept;
     template <class F>
-    [[nodiscard]] errc overlap_visit(std::uint64_t blk, unsigned level, const key_type& lo, const key_type& hi, F& f,
-                                     bool& go_on, std::uint64_t g) noexcept;
+    [[nodiscard]] errc overlap_visit(buffer& node, unsigned level, const key_bounds& b, const key_type& lo,
+                                     const key_type& hi, F& f, bool& go_on, std::uint64_t g) noexcept;
 
     // ---- bulk load ---------------------------------------------------------------
     struct bulk_level {
@@ -712,6 +828,7 @@ private:
     layout_type lay_;
     tree_anchor an_;
     std::uint64_t gen_ = 0;
+    node_fault_info fault_{};
 };
 
 } // namespace jbtree

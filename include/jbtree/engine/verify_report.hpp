@@ -22,7 +22,7 @@ enum class problem_kind : std::uint8_t {
     entry_high,    // an internal entry's high key is not its subtree's largest high key
     null_child,    // an internal entry points at block 0
     sibling_link,  // leaf left/right links disagree with the key order of the leaves
-    bad_value,     // a record's value does not decode
+    bad_value,     // a record's value does not decode, or the traits reject the record (valid_record)
     record_count,  // the anchor's record count differs from the records found
     bad_anchor,    // root/height/records of the anchor are inconsistent
 };
@@ -37,7 +37,7 @@ enum class problem_kind : std::uint8_t {
     case problem_kind::entry_high: return "internal high key differs from child's highest key";
     case problem_kind::null_child: return "null child pointer";
     case problem_kind::sibling_link: return "bad leaf sibling link";
-    case problem_kind::bad_value: return "value does not decode";
+    case problem_kind::bad_value: return "record does not decode or is out of range";
     case problem_kind::record_count: return "record count mismatch";
     case problem_kind::bad_anchor: return "inconsistent tree anchor";
     }

@@ -488,6 +488,9 @@ public:
             path_frame fr = get_frame(buf, n - 1);
             auto c = fr.started ? t_.upper_bound(fr.link) : t_.lower_bound(lowest(fr.ino));
             if (!c) return c.error();
+            // Each frame's links strictly increase (so every walk ends);
+            // anything else is a damaged tree, not a path.
+            if (!c->at_end() && fr.started && traits_type::compare(c->key(), fr.link) <= 0) return errc::corrupted;
             if (c->at_end() || c->key().child != fr.ino) {
                 if (!fr.started && !emit(path_kind::detached, fr.ino, static_cast<std::uint32_t>(n - 1), fr.pos))
                     return sum;

@@ -79,6 +79,11 @@ struct refcount_traits {
     [[nodiscard]] static value_type decode_value(const unsigned char* in) noexcept {
         return {load_le<std::uint32_t>(in), load_le<std::uint32_t>(in + 4)};
     }
+    // A record the map can hold: length >= 1, inside 2^64, refcount >= 2.
+    // Checked by the engine on every fresh read of a leaf.
+    [[nodiscard]] static bool valid_record(const key_type& k, const value_type& v) noexcept {
+        return v.length != 0 && v.length - 1 <= ~0ull - k && v.refcount >= 2;
+    }
 };
 
 inline constexpr std::uint32_t refcount_max_length = 0xFFFF'FFFFu;
@@ -338,6 +343,8 @@ public:
     }
     // Credits adjust(start, len, delta) needs to finish in one handle, from
     // a read-only run of the same plan (reads the range's records once).
+    // 0 when nothing stored changes (a decrement of blocks in no record):
+    // then adjust() needs no credits and adjust_all() no handle.
     // errc::invalid / errc::range as adjust() would give.
     [[nodiscard]] result<std::uint64_t> adjust_credits(std::uint64_t start, std::uint64_t len, int delta) noexcept {
         JBTREE_TRY(check_adjust(start, len, delta));
@@ -411,13 +418,16 @@ public:
     // whole not): in_handle(credits, step) must start a handle of `credits`,
     // call step(handle) -> errc, stop the handle and return the first error
     // (as errc or a negative int). Each handle asks for what the rest of the
-    // range needs, capped at max_credits (what one handle may hold).
+    // range needs, capped at max_credits (what one handle may hold), and
+    // never for 0: when the rest writes nothing, no handle is started.
     template <class InHandle>
     [[nodiscard]] errc adjust_all(std::uint64_t start, std::uint64_t len, int delta, std::uint64_t max_credits,
                                   InHandle&& in_handle) noexcept {
         for (std::uint64_t at = start, end = start + len;;) {
             auto need = adjust_credits(at, end - at, delta);
             if (!need) return need.error();
+            // Nothing to write (a decrement of unshared blocks): no handle.
+            if (*need == 0) return errc::ok;
             bool done = false;
             const errc e = static_cast<errc>(in_handle(*need < max_credits ? *need : max_credits, [&](handle& h) noexcept {
                 auto a = adjust(h, at, end - at, delta);
@@ -663,6 +673,9 @@ private:
         const bool has_next = !c.at_end();
         refcount_record next{};
         if (has_next) JBTREE_TRY(load(c, next));
+        // upper_bound(p) starts after p: anything else is a damaged tree,
+        // and following it could make the plan go backwards.
+        if (has_next && next.start <= p) return errc::corrupted;
         JBTREE_TRY(c.prev());
         carry left = first ? carry{} : in;
         bool has_r = false;
@@ -670,6 +683,7 @@ private:
         if (!c.at_end()) {
             refcount_record C{};
             JBTREE_TRY(load(c, C));
+            if (C.start > p) return errc::corrupted; // the record before upper_bound(p) starts after p
             if (C.last() >= p) {
                 R = C;
                 has_r = true;

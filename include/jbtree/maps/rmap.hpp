@@ -160,6 +160,14 @@ struct rmap_traits {
         const std::uint64_t last = k.start + (v.length ? v.length - 1 : 0);
         return {last < k.start ? ~0ull : last, ~0ull, ~0ull};
     }
+    // A record map() could have written: length >= 1, the physical and
+    // (offset-ful) logical ranges inside 2^64, a valid owner/flags/offset
+    // combination. Checked by the engine on every fresh read of a leaf.
+    [[nodiscard]] static bool valid_record(const key_type& k, const value_type& v) noexcept {
+        if (v.length == 0 || v.length - 1 > ~0ull - k.start) return false;
+        if (!rmap_valid_attrs(k.owner, k.offset, v.flags)) return false;
+        return rmap_offsetless(k.owner, v.flags) || v.length - 1 <= ~0ull - k.offset;
+    }
 };
 
 enum class rmap_problem : std::uint8_t {
@@ -338,7 +346,10 @@ public:
     }
 
     // f(const rmap_record&) -> bool (false stops) for every record covering
-    // `block`: one per owner of the block, in (owner, offset) order.
+    // `block`, each exactly once, in key order: by the record's start block,
+    // then owner, then offset (so a record that starts further left comes
+    // first, whatever its owner). That is the tree's order, and the only
+    // one a caller may rely on; to group by owner, sort what you collect.
     template <class F>
     [[nodiscard]] errc owners_of(std::uint64_t block, F&& f) noexcept {
         return overlapping(block, block, f);

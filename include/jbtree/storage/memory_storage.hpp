@@ -11,6 +11,11 @@
 // uses nothrow operator new); running out gives errc::no_memory, and
 // max_blocks gives errc::no_space. Freed blocks are poisoned and kept on a
 // free list for reuse.
+//
+// Buffers are CheckedBlockBuffers: one byte per block remembers that the
+// engine verified the node (checksum and contents) since the block was
+// made or last handed out through raw_block(), so a lookup verifies each
+// node once, not on every access.
 #pragma once
 
 #include <cstddef>
@@ -54,14 +59,18 @@ public:
     class buffer {
     public:
         buffer() noexcept = default;
-        buffer(unsigned char* p, std::uint64_t n) noexcept : p_(p), blkno_(n) {}
+        buffer(unsigned char* p, std::uint64_t n, unsigned char* checked) noexcept
+            : p_(p), blkno_(n), checked_(checked) {}
         [[nodiscard]] unsigned char* data() noexcept { return p_; }
         [[nodiscard]] const unsigned char* data() const noexcept { return p_; }
         [[nodiscard]] std::uint64_t blkno() const noexcept { return blkno_; }
+        [[nodiscard]] bool checked() const noexcept { return *checked_ != 0; }
+        void set_checked() noexcept { *checked_ = 1; }
 
     private:
         unsigned char* p_;
         std::uint64_t blkno_;
+        unsigned char* checked_; // this block's byte in the storage's table
     };
 
     // Fill byte of freed blocks: makes use of a freed node fail validation.
@@ -76,7 +85,7 @@ public:
     memory_storage& operator=(const memory_storage&) = delete;
     ~memory_storage() {
         for (std::uint64_t i = 1; i < used_; ++i) alloc_.deallocate(table_[i], opt_.block_size, alignment);
-        if (table_) alloc_.deallocate(table_, table_cap_ * sizeof(unsigned char*), alignof(unsigned char*));
+        if (table_) alloc_.deallocate(table_, table_cap_ * slot_bytes, alignof(unsigned char*));
     }
 
     [[nodiscard]] std::uint32_t block_size() const noexcept { return opt_.block_size; }
@@ -86,7 +95,7 @@ public:
     [[nodiscard]] result<buffer> read(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
         if (i == 0) return errc::io; // no such block
-        return buffer{table_[i], blkno};
+        return buffer{table_[i], blkno, checked_ + i};
     }
 
     [[nodiscard]] result<buffer> allocate() noexcept {
@@ -106,7 +115,8 @@ public:
         }
         ++in_use_;
         fill_bytes(table_[n], 0, opt_.block_size);
-        return buffer{table_[n], n + opt_.first_block - 1};
+        checked_[n] = 0;
+        return buffer{table_[n], n + opt_.first_block - 1, checked_ + n};
     }
 
     [[nodiscard]] errc free(std::uint64_t blkno) noexcept {
@@ -114,6 +124,7 @@ public:
         if (i == 0) return errc::invalid;
         unsigned char* p = table_[i];
         fill_bytes(p, poison, opt_.block_size);
+        checked_[i] = 0;
         store_le<std::uint64_t>(p, free_head_); // free list threads through freed blocks
         free_head_ = i;
         --in_use_;
@@ -129,14 +140,17 @@ public:
     // (free ones are kept for reuse) plus the block table.
     [[nodiscard]] std::uint64_t bytes_reserved() const noexcept {
         const std::uint64_t blocks = used_ ? used_ - 1 : 0;
-        return blocks * opt_.block_size + table_cap_ * sizeof(unsigned char*);
+        return blocks * opt_.block_size + table_cap_ * slot_bytes;
     }
     // Direct access to a block's bytes: for tests that corrupt blocks on
     // purpose, and for writing built blocks out to a device. nullptr if
-    // blkno was never handed out.
+    // blkno was never handed out. The block counts as changed behind the
+    // engine's back: its next read verifies it again.
     [[nodiscard]] unsigned char* raw_block(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
-        return i ? table_[i] : nullptr;
+        if (!i) return nullptr;
+        checked_[i] = 0;
+        return table_[i];
     }
     // Block numbers handed out so far lie in [first_block, end_block()).
     [[nodiscard]] std::uint64_t end_block() const noexcept {
@@ -150,22 +164,29 @@ private:
         const std::uint64_t i = blkno - opt_.first_block + 1;
         return i < used_ ? i : 0;
     }
+    // One allocation holds the block pointers, then the checked bytes.
     bool grow_table() noexcept {
         const std::uint64_t cap = table_cap_ ? table_cap_ * 2 : 64;
-        auto t = static_cast<unsigned char**>(alloc_.allocate(cap * sizeof(unsigned char*), alignof(unsigned char*)));
+        auto t = static_cast<unsigned char**>(alloc_.allocate(cap * slot_bytes, alignof(unsigned char*)));
         if (!t) return false;
+        auto* c = reinterpret_cast<unsigned char*>(t + cap);
+        fill_bytes(c, 0, cap);
         if (table_) {
             copy_bytes(t, table_, used_ * sizeof(unsigned char*));
-            alloc_.deallocate(table_, table_cap_ * sizeof(unsigned char*), alignof(unsigned char*));
+            copy_bytes(c, checked_, used_);
+            alloc_.deallocate(table_, table_cap_ * slot_bytes, alignof(unsigned char*));
         }
         table_ = t;
+        checked_ = c;
         table_cap_ = cap;
         return true;
     }
+    static constexpr std::size_t slot_bytes = sizeof(unsigned char*) + 1; // pointer + checked byte
 
     memory_storage_options opt_;
     [[no_unique_address]] Allocator alloc_;
     unsigned char** table_ = nullptr;
+    unsigned char* checked_ = nullptr; // checked_[i]: block of table_[i] verified since made or raw_block()
     std::uint64_t table_cap_ = 0;
     std::uint64_t used_ = 0;      // table slots in use, including the unused slot 0
     std::uint64_t in_use_ = 0;    // allocated, not freed
@@ -173,5 +194,6 @@ private:
 };
 
 static_assert(BlockStorage<memory_storage<>>);
+static_assert(CheckedBlockBuffer<memory_storage<>::buffer>);
 
 } // namespace jbtree

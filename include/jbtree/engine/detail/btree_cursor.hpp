@@ -62,16 +62,12 @@ public:
         }
         const std::uint64_t left = header_of(leaf_.data())->left.get();
         if (!left) return go_end();
-        auto r = t_->read_node(left, 0);
-        if (!r) return r.error();
         // Links must agree and keys keep decreasing, so a damaged link
         // cannot make a backward walk loop.
-        const std::uint32_t lcnt = layout_type::count(r->data());
-        if (header_of(r->data())->right.get() != leaf_.blkno() ||
-            Traits::compare(t_->key_at(r->data(), true, lcnt - 1), t_->key_at(leaf_.data(), true, 0)) >= 0)
-            return errc::corrupted;
+        auto r = t_->read_neighbour(leaf_, left, false);
+        if (!r) return r.error();
         leaf_ = rvalue(*r);
-        return land(lcnt - 1);
+        return land(layout_type::count(leaf_.data()) - 1);
     }
 
 private:
@@ -97,14 +93,10 @@ private:
         while (i >= layout_type::count(leaf_.data())) {
             const std::uint64_t right = header_of(leaf_.data())->right.get();
             if (!right) return go_end();
-            auto r = t_->read_node(right, 0);
-            if (!r) return r.error();
             // Links must agree and keys keep increasing (validated leaves
             // are never empty), so a damaged link cannot make a walk loop.
-            const std::uint32_t cnt = layout_type::count(leaf_.data());
-            if (header_of(r->data())->left.get() != leaf_.blkno() ||
-                Traits::compare(t_->key_at(r->data(), true, 0), t_->key_at(leaf_.data(), true, cnt - 1)) <= 0)
-                return errc::corrupted;
+            auto r = t_->read_neighbour(leaf_, right, true);
+            if (!r) return r.error();
             leaf_ = rvalue(*r);
             i = 0;
         }
@@ -112,24 +104,32 @@ private:
     }
     errc seek(const key_type* k, bool upper) noexcept {
         if (t_->an_.height == 0) return go_end();
-        auto r = t_->descend_to_leaf_ptr(k);
+        typename btree::key_bounds b;
+        auto r = t_->descend_to_leaf_ptr(k, &b);
         if (!r) return r.error();
         leaf_ = rvalue(*r);
         const unsigned char* n = leaf_.data();
         const std::uint32_t i = !k ? 0 : upper ? t_->upper_bound_in(n, true, *k) : t_->leaf_lower_bound(n, *k);
-        return step_right(i);
+        if (i >= layout_type::count(n)) JBTREE_TRY(t_->check_leaf_end(leaf_, b));
+        const key_type from = k ? *k : key_type{}; // k may point at key_, which step_right changes
+        JBTREE_TRY(step_right(i));
+        // The cursor moved forward from k, as asked (a damaged tree could
+        // otherwise hand back a key <= k for upper_bound).
+        if (k && !end_ && Traits::compare(key_, from) < (upper ? 1 : 0)) return errc::corrupted;
+        return errc::ok;
     }
     errc seek_last() noexcept {
         if (t_->an_.height == 0) return go_end();
-        std::uint64_t blk = t_->an_.root;
-        for (unsigned l = t_->an_.height; l-- > 1;) {
-            auto r = t_->read_node(blk, l);
-            if (!r) return r.error();
-            blk = t_->child_at(r->data(), layout_type::count(r->data()) - 1);
-        }
-        auto r = t_->read_node(blk, 0);
+        auto r = t_->read_node(t_->an_.root, t_->an_.height - 1u);
         if (!r) return r.error();
-        leaf_ = rvalue(*r);
+        buffer node = rvalue(*r);
+        typename btree::key_bounds b;
+        for (unsigned l = t_->an_.height - 1u; l > 0; --l) {
+            auto c = t_->read_child(node, layout_type::count(node.data()) - 1, l - 1, b);
+            if (!c) return c.error();
+            node = rvalue(*c);
+        }
+        leaf_ = rvalue(node);
         return land(layout_type::count(leaf_.data()) - 1);
     }
     // Every record is < k: stand on the last one.
@@ -177,13 +177,10 @@ errc JBTREE_BTREE::walk(const key_type* lo, const key_type* hi, F& f) noexcept {
         }
         const std::uint64_t right = header_of(n)->right.get();
         if (!right) return errc::ok;
-        auto nr = read_node(right, 0);
-        if (!nr) return nr.error();
         // Sibling links must agree, and keys keep increasing: a damaged link
         // cannot make the walk loop.
-        if (header_of(nr->data())->left.get() != b.blkno() ||
-            Traits::compare(key_at(nr->data(), true, 0), key_at(n, true, cnt - 1)) <= 0)
-            return errc::corrupted;
+        auto nr = read_neighbour(b, right, true);
+        if (!nr) return nr.error();
         b = rvalue(*nr);
         i = 0;
     }
@@ -191,14 +188,13 @@ errc JBTREE_BTREE::walk(const key_type* lo, const key_type* hi, F& f) noexcept {
 
 JBTREE_BTREE_TEMPLATE
 template <class F>
-errc JBTREE_BTREE::overlap_visit(std::uint64_t blk, unsigned level, const key_type& lo, const key_type& hi, F& f,
-                                 bool& go_on, std::uint64_t g) noexcept {
-    auto r = read_node(blk, level);
-    if (!r) return r.error();
-    const unsigned char* n = r->data();
+errc JBTREE_BTREE::overlap_visit(buffer& node, unsigned level, const key_bounds& b, const key_type& lo,
+                                 const key_type& hi, F& f, bool& go_on, std::uint64_t g) noexcept {
+    const unsigned char* n = node.data();
     const std::uint32_t cnt = layout_type::count(n);
     const bool leaf = level == 0;
-    for (std::uint32_t i = 0; i < cnt && go_on; ++i) {
+    std::uint32_t i = 0;
+    for (; i < cnt && go_on; ++i) {
         const key_type k = key_at(n, leaf, i);
         if (Traits::compare(k, hi) > 0) break; // this and later entries start after hi
         if (leaf) {
@@ -210,9 +206,22 @@ errc JBTREE_BTREE::overlap_visit(std::uint64_t blk, unsigned level, const key_ty
         } else {
             const key_type high = Traits::decode_key(lay_.payload(n, false, i));
             if (Traits::compare(high, lo) < 0) continue; // the whole subtree ends before lo
-            JBTREE_TRY(overlap_visit(child_at(n, i), level - 1, lo, hi, f, go_on, g));
+            key_bounds cb = b;
+            auto c = read_child(node, i, level - 1, cb);
+            if (!c) return c.error();
+            // The entry's high key prunes queries: it must be exactly the
+            // child's, or a damaged one would hide records.
+            unsigned char want[key_size], got[key_size];
+            Traits::encode_key(high, want);
+            node_high(c->data(), level == 1, got);
+            if (compare_bytes(want, got, key_size) != 0) return fault(c->blkno(), node_fault::bounds);
+            JBTREE_TRY(overlap_visit(*c, level - 1, cb, lo, hi, f, go_on, g));
         }
     }
+    // Every record of the leaf starts at or before hi: records starting
+    // after it up to the next separator would be missed if that separator
+    // were too high, so the next leaf must start exactly there.
+    if (leaf && i == cnt && go_on) JBTREE_TRY(check_leaf_end(node, b));
     return errc::ok;
 }
 

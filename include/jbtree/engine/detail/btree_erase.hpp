@@ -57,13 +57,13 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
             if (leaf) {
                 const node_header* hd = header_of(n);
                 if (hd->left.get()) {
-                    auto f = read_node(hd->left.get(), 0);
+                    auto f = read_neighbour(p.lv[0].buf, hd->left.get(), false);
                     if (!f) return f.error();
                     pl.sib = rvalue(*f);
                     pl.has_sib = true;
                 }
                 if (hd->right.get()) {
-                    auto f = read_node(hd->right.get(), 0);
+                    auto f = read_neighbour(p.lv[0].buf, hd->right.get(), true);
                     if (!f) return f.error();
                     pl.far = rvalue(*f);
                     pl.has_far = true;
@@ -72,7 +72,7 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
             pos = ci;
             continue;
         }
-        auto r = read_node(child_at(pn, use_left ? ci - 1 : ci + 1), l);
+        auto r = read_path_sibling(p, l, use_left ? ci - 1 : ci + 1);
         if (!r) return r.error();
         pl.sib = rvalue(*r);
         const unsigned char* s = pl.sib.data();
@@ -84,7 +84,7 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
             if (leaf) {
                 const std::uint64_t right = header_of(use_left ? n : s)->right.get();
                 if (right) {
-                    auto f = read_node(right, 0);
+                    auto f = read_neighbour(use_left ? p.lv[0].buf : pl.sib, right, true);
                     if (!f) return f.error();
                     pl.far = rvalue(*f);
                     pl.has_far = true;

@@ -49,7 +49,7 @@ errc JBTREE_BTREE::plan_insert(path_t& p, level_plan* plan, unsigned& top, std::
             const unsigned char* pn = p.lv[l + 1].buf.data();
             const std::uint32_t ci = p.lv[l + 1].index;
             if (ci > 0) {
-                auto r = read_node(child_at(pn, ci - 1), l);
+                auto r = read_path_sibling(p, l, ci - 1);
                 if (!r) return fail(r.error());
                 const std::uint32_t c = choose_cut(vs, lay_.used_units(r->data(), leaf), 0, 1, last_cut);
                 if (c) {
@@ -61,7 +61,7 @@ errc JBTREE_BTREE::plan_insert(path_t& p, level_plan* plan, unsigned& top, std::
                 }
             }
             if (ci + 1 < layout_type::count(pn)) {
-                auto r = read_node(child_at(pn, ci + 1), l);
+                auto r = read_path_sibling(p, l, ci + 1);
                 if (!r) return fail(r.error());
                 const std::uint32_t c = choose_cut(vs, 0, lay_.used_units(r->data(), leaf), 1, last_cut);
                 if (c) {
@@ -89,7 +89,7 @@ errc JBTREE_BTREE::plan_insert(path_t& p, level_plan* plan, unsigned& top, std::
         if (leaf) {
             const std::uint64_t right = header_of(n)->right.get();
             if (right) {
-                auto f = read_node(right, 0);
+                auto f = read_neighbour(p.lv[0].buf, right, true);
                 if (!f) return fail(f.error());
                 pl.far = rvalue(*f);
                 pl.has_far = true;

@@ -40,7 +40,10 @@ bool JBTREE_BTREE::verify_node(verify_state& vs, std::uint64_t blk, unsigned lev
         return false;
     }
     const unsigned char* n = rr->data();
-    if (const node_fault f = check_node(lay_, n, expect(blk, level)); f != node_fault::none) {
+    // The contents checks are this function's own below, with entry indices.
+    node_expectation want = expect(blk, level);
+    want.contents = false;
+    if (const node_fault f = check_node(lay_, n, want); f != node_fault::none) {
         r.add({problem_kind::bad_node, f, to_errc(f), blk, 0});
         vs.lost_leaves = true;
         return false;
@@ -71,12 +74,11 @@ bool JBTREE_BTREE::verify_node(verify_state& vs, std::uint64_t blk, unsigned lev
         vs.lost_leaves = false;
         vs.prev_leaf = blk;
         vs.prev_leaf_right = hd->right.get();
-        if constexpr (!fixed_values) {
-            for (std::uint32_t i = 0; i < cnt; ++i) {
-                value_type v{};
-                if (decode_value_at(n, i, v) != errc::ok)
-                    r.add({problem_kind::bad_value, node_fault::none, errc::corrupted, blk, i});
-            }
+        for (std::uint32_t i = 0; i < cnt; ++i) {
+            value_type v{};
+            bool ok = decode_value_at(n, i, v) == errc::ok;
+            if constexpr (RecordValidator<Traits>) ok = ok && Traits::valid_record(key_at(n, true, i), v);
+            if (!ok) r.add({problem_kind::bad_value, node_fault::none, errc::corrupted, blk, i});
         }
     } else {
         for (std::uint32_t i = 0; i < cnt; ++i) {
