@@ -327,20 +327,26 @@ private:
     }
     // Read and validate a node; any fault becomes an error.
     // A buffer from a cache that remembers verification (CheckedBlockBuffer)
-    // has its checksum verified once per read from the device, not on every
-    // access; the structural checks run every time, since a cached block can
-    // still be reached through a wrong pointer of a damaged tree.
-    //
-    // The contents checks (key order, records) are O(count): they too run
-    // once per device read for such buffers, and on every read for others.
+    // is fully checked (checksum, structure, contents) once per read from
+    // the device; later reads check only what depends on the path that
+    // reached it (magic, tree id, level), since a damaged pointer can lead a
+    // second time to a block verified as something else. Other buffers are
+    // fully checked on every read.
     [[nodiscard]] result<buffer> read_node(std::uint64_t blkno, unsigned level) noexcept {
         auto r = st_->read(blkno);
         if (!r) return r.error();
         node_expectation want = expect(blkno, level);
         if constexpr (CheckedBlockBuffer<buffer>) {
-            const bool fresh = !r->checked();
-            want.checksums = want.checksums && fresh;
-            want.contents = fresh;
+            // Verified since it was read: only what depends on how it was
+            // reached can be wrong now (another tree type or tree, another
+            // level: a damaged pointer), and the self number is the block's.
+            if (r->checked()) {
+                const node_header* h = header_of(r->data());
+                if (h->magic.get() != Traits::magic) return fault(blkno, node_fault::magic);
+                if (h->tree_id.get() != an_.tree_id) return fault(blkno, node_fault::owner);
+                if (h->level.get() != level) return fault(blkno, node_fault::level);
+                return rvalue(r);
+            }
         }
         const node_fault f = check_node(lay_, r->data(), want);
         if (f != node_fault::none) return fault(blkno, f);
