@@ -7,6 +7,8 @@
 // on any byte offset of a block.
 #pragma once
 
+#include "jbtree/base/config.hpp"
+
 #include <bit>
 #include <cstddef>
 #include <cstdint>

@@ -7,6 +7,8 @@
 // both of which are [[nodiscard]].
 #pragma once
 
+#include "jbtree/base/config.hpp"
+
 #include <cstdint>
 #include <new>
 #include <type_traits>

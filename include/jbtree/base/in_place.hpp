@@ -5,6 +5,8 @@
 // opening their volume or journal.
 #pragma once
 
+#include "jbtree/base/config.hpp"
+
 #include <new>
 
 namespace jbtree {

@@ -6,6 +6,8 @@
 // journal handle as the operation that changed it.
 #pragma once
 
+#include "jbtree/base/config.hpp"
+
 #include <cstdint>
 
 namespace jbtree {

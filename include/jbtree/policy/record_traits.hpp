@@ -36,6 +36,8 @@
 // arrays, and refreshing a separator key can never overflow a node.
 #pragma once
 
+#include "jbtree/base/config.hpp"
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
