@@ -2,7 +2,7 @@
 
 # Debian packages the build and tests need.
 JBTREE_PACKAGES=(meson ninja-build g++ clang doctest-dev libbenchmark-dev libabsl-dev
-                 libclang-rt-14-dev pkg-config libext2fs-dev e2fsprogs liblmdb-dev attr)
+                 libclang-rt-14-dev pkg-config libext2fs-dev e2fsprogs liblmdb-dev attr cmake groff-base)
 
 # Install whichever of the given packages (default: all of the above) are
 # missing. As root: apt-get update (only if something is missing) + install.
@@ -41,6 +41,6 @@ jbtree_meson_setup() {
 # The release build of the examples (shared by demo.sh and test.sh).
 jbtree_build_release() {
     CXX=${JBTREE_CXX:-g++} jbtree_meson_setup build/release -Dbuildtype=release -Db_ndebug=true \
-        -Dexamples=true -Dtests=disabled -Dbench=disabled -Dfuzz=disabled
+        -Dexamples=enabled -Dtool=enabled -Dtests=disabled -Dbench=disabled -Dfuzz=disabled
     meson compile -C build/release
 }
