@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // jbtree: jbd2 journal recovery (scan, revoke, replay), making the same
-// decisions as the kernel and e2fsck on damaged journals.
+// decisions as e2fsck (e2fsprogs 1.47) on damaged journals, so that a replay
+// gives e2fsck -E journal_only's image byte for byte, or is refused before
+// anything is written.
 //
 //   jbd2::load(dev, block)            read and check the journal superblock
 //   jbd2::recover(dev, mem, info)     replay every committed transaction
@@ -8,18 +10,22 @@
 // The caller supplies the journal device (LogDevice below) and the memory:
 // two block buffers and the revoke table's slots. Nothing is allocated.
 //
-// What counts as committed (docs/journal.md has the whole story):
+// What counts as committed (docs/journal.md, "Damaged journals", states every
+// rule with its checksum version):
 //  - the log is read from s_start, wrapping from the end of the log area to
 //    s_first; transaction ids must follow each other from s_sequence;
 //  - a transaction is its descriptor, data and revoke blocks, ended by a
 //    commit block with its tid; the log ends at the first block that is not
-//    a journal block of the expected tid;
-//  - with checksums v2/v3, a commit block whose checksum fails ends the log
-//    there (that transaction is not replayed); a descriptor or revoke block
-//    whose checksum fails is taken as stale data if the next commit block is
-//    older than the last good one, and as corruption otherwise;
-//  - a data block whose tag checksum fails is not replayed, the others are,
-//    and recovery reports errc::bad_checksum.
+//    a journal block of the expected tid, or of an unknown type;
+//  - a commit block whose checksum fails (v1: the crc32 of the transaction;
+//    v2/v3: the block's crc32c) ends the replay before its transaction and is
+//    recorded in s_errno, unless it is older than the last good commit (stale:
+//    a clean end); with async commit the scan goes on past it;
+//  - a descriptor or revoke block whose checksum fails (v2/v3) is stale data
+//    if the next commit block is older than the last good one (a clean end),
+//    and corruption otherwise: nothing is replayed at all;
+//  - a data block whose tag checksum fails (v2/v3) is not replayed, the others
+//    are, and recovery reports errc::bad_checksum.
 #pragma once
 
 #include <concepts>
@@ -66,6 +72,11 @@ enum class sb_problem : std::uint8_t {
     shared_journal,   // s_nr_users > 1
     bad_checksum,     // superblock checksum or checksum type wrong, or v2+v3 together
     bad_geometry,     // block size, length, first or start out of range
+    // Found in the log by recover(), still before anything is written: cases
+    // where e2fsck's result cannot be reproduced.
+    log_runs_round,    // a pass would read round the whole log area (e2fsck could loop forever)
+    revoke_table_full, // more revoked blocks than the caller's revoke table holds
+    home_refused,      // a block to replay has a home the device refuses (check_home)
 };
 
 [[nodiscard]] constexpr const char* describe(sb_problem p) noexcept {
@@ -79,6 +90,10 @@ enum class sb_problem : std::uint8_t {
     case sb_problem::shared_journal: return "journal is shared by several filesystems";
     case sb_problem::bad_checksum: return "journal superblock checksum is wrong";
     case sb_problem::bad_geometry: return "journal superblock geometry is out of range";
+    case sb_problem::log_runs_round: return "the log runs round the whole journal (damaged descriptors)";
+    case sb_problem::revoke_table_full: return "more revoked blocks than the revoke table holds";
+    case sb_problem::home_refused:
+        return "a logged block would be written outside the filesystem or over the journal itself";
     }
     return "unknown problem";
 }
@@ -137,9 +152,10 @@ struct recovery_memory {
 // What recovery did.
 struct recovery_info {
     std::uint32_t start_tid = 0;     // s_sequence found
-    std::uint32_t end_tid = 0;       // first transaction not replayed
-    std::uint32_t failed_commit = 0; // tid whose commit block failed its checksum (0: none)
-    std::uint64_t transactions = 0;  // transactions replayed
+    std::uint32_t end_tid = 0;       // first transaction not replayed (e2fsck's end of the log)
+    std::uint32_t failed_commit = 0; // tid recorded in s_errno as corrupt (0: none; only when the
+                                     // replay succeeded, as e2fsck records it)
+    std::uint64_t transactions = 0;  // transactions replayed (commit blocks the replay pass went past)
     std::uint64_t replayed = 0;      // blocks written home
     std::uint64_t revoke_records = 0;
     std::uint64_t revoke_hits = 0;   // logged blocks skipped because revoked
@@ -147,17 +163,70 @@ struct recovery_info {
     std::uint32_t new_sequence = 0;  // s_sequence written back
     bool nothing_to_do = false;      // s_start was 0
     sb_problem refused = sb_problem::none;
+    std::uint64_t refused_block = 0; // home_refused: the home block refused
+};
+
+// A LogDevice may also vet the home of every logged block before recover()
+// writes anything: check_home(blk) is asked about the home block of every
+// tag of every descriptor the replay will go through (revoked blocks and
+// blocks whose tag checksum fails included: a sound superset of what it
+// writes); anything but errc::ok refuses the whole journal
+// (sb_problem::home_refused) with nothing written.
+template <class D>
+concept HomeChecker = requires(D& d, std::uint64_t blk) {
+    { d.check_home(blk) } noexcept -> std::same_as<errc>;
+};
+
+// A LogDevice that shows where its journal lives (a log_area: the home
+// device as device(), journal blocks mapped to device runs by map()) gets
+// this check without asking: recover() refuses a home block past the end of
+// the device (e2fsck would write past the end of the filesystem, growing an
+// image file) and a home block inside the journal itself (e2fsck would read
+// it back, changed, later in the same replay, or write its superblock over
+// it).
+template <class D>
+concept MappedLog = requires(D& d, std::uint32_t j, std::uint32_t& run) {
+    { d.device().block_count() } noexcept -> std::convertible_to<std::uint64_t>;
+    { d.map(j, run) } noexcept -> std::same_as<std::uint64_t>;
 };
 
 namespace detail {
 
+template <class D>
+inline constexpr bool checks_homes = HomeChecker<D> || MappedLog<D>;
+
+template <class D>
+errc check_home(D& dev, std::uint64_t blk) noexcept {
+    if constexpr (HomeChecker<D>) {
+        return dev.check_home(blk);
+    } else if constexpr (MappedLog<D>) {
+        if (blk >= dev.device().block_count()) return errc::range;
+        const std::uint32_t n = dev.journal_blocks();
+        for (std::uint32_t j = 0, run = 0; j < n; j += run) {
+            const std::uint64_t p = dev.map(j, run);
+            if (run == 0) break;
+            if (blk >= p && blk - p < run) return errc::invalid;
+        }
+        return errc::ok;
+    } else {
+        (void)dev, (void)blk;
+        return errc::ok;
+    }
+}
+
+// scan: find the end of the log; revoke: collect revoke records and vet
+// the homes (check_home); replay: write the blocks home.
 enum class pass : std::uint8_t { scan, revoke, replay };
 
+// What the passes share, kept as e2fsck keeps it: 0 in end_transaction and
+// failed_commit means "not set" (so a transaction id 0 there is not seen, as
+// in e2fsck).
 struct pass_state {
     const journal_info& j;
     recovery_info& info;
     revoke_table& revokes;
-    bool end_known = false; // info.end_tid is final (scan found it)
+    std::uint32_t end_transaction = 0;
+    std::uint32_t failed_commit = 0;
 };
 
 inline std::uint32_t wrap(const journal_info& j, std::uint32_t b) noexcept {
@@ -168,41 +237,79 @@ inline bool tail_ok(const format& f, const unsigned char* block) noexcept {
     return !f.csum_v2or3() || load_be<std::uint32_t>(block + f.block_size - 4) == tail_checksum(f, block);
 }
 
-// Number of data blocks a descriptor describes.
-inline std::uint32_t count_tags(const format& f, const unsigned char* d) noexcept {
+// The tags of a descriptor, in order: up to the first with LAST_TAG, or as
+// many as fit before the tail (a tag without SAME_UUID is followed by 16
+// uuid bytes). fn(tag, flags) returns false to stop.
+template <class Fn>
+void for_each_tag(const format& f, const unsigned char* d, Fn&& fn) noexcept {
     const std::uint32_t end = f.block_size - f.tail_bytes(), tb = f.tag_bytes();
-    std::uint32_t off = sizeof(header), n = 0;
-    while (off + tb <= end) {
+    for (std::uint32_t off = sizeof(header); off + tb <= end;) {
         const std::uint16_t flags = load_be<std::uint16_t>(d + off + 6);
-        ++n;
+        if (!fn(d + off, flags)) return;
         off += tb;
         if (!(flags & tag_same_uuid)) off += 16;
-        if (flags & tag_last) break;
+        if (flags & tag_last) return;
     }
+}
+
+// Number of data blocks a descriptor describes.
+inline std::uint32_t count_tags(const format& f, const unsigned char* d) noexcept {
+    std::uint32_t n = 0;
+    for_each_tag(f, d, [&](const unsigned char*, std::uint16_t) noexcept { return ++n, true; });
     return n;
 }
 
+inline std::uint64_t tag_home(const format& f, const unsigned char* tag) noexcept {
+    std::uint64_t home = load_be<std::uint32_t>(tag);
+    if (f.has_64bit()) home |= std::uint64_t{load_be<std::uint32_t>(tag + 8)} << 32;
+    return home;
+}
+
+inline bool tag_checksum_ok(const format& f, const unsigned char* tag, std::uint32_t tid,
+                            const unsigned char* logged) noexcept {
+    if (!f.csum_v2or3()) return true;
+    const std::uint32_t c = tag_checksum(f, tid, logged);
+    return f.csum_v3() ? load_be<std::uint32_t>(tag + 12) == c : load_be<std::uint16_t>(tag + 4) == (c & 0xFFFF);
+}
+
+// v1 (COMPAT_CHECKSUM): does the commit block carry the transaction's crc32,
+// or no checksum at all (type, size and value all zero)?
+inline bool commit_v1_ok(const unsigned char* b, std::uint32_t crc) noexcept {
+    const std::uint32_t found = load_be<std::uint32_t>(b + commit_chksum_offset);
+    const unsigned char type = b[commit_chksum_type_offset], size = b[commit_chksum_size_offset];
+    return (found == crc && type == 1 && size == 4) || (type == 0 && size == 0 && found == 0);
+}
+
+// One pass over the log. Returns what the pass reports (errc::ok, or the
+// error e2fsck's pass would return); a refusal sets info.refused and
+// returns errc::not_supported.
 template <LogDevice D>
-errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem, errc& soft) noexcept {
+errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem) noexcept {
     const journal_info& j = st.j;
     const format& f = j.fmt;
+    const bool scan = which == pass::scan, writing = which == pass::replay;
     std::uint32_t tid = j.sequence, blk = j.start;
     std::uint64_t last_commit_time = 0;
     bool need_check_commit_time = false;
     std::uint32_t crc_v1 = ~0u;
+    errc result = errc::ok; // errors that let the pass go on (replay: a bad block, a read error)
     unsigned char* b = mem.block_a;
-    // The valid log never holds more blocks than the log area: reading more
-    // means a damaged log that goes round in circles, and ends it.
+    // A log that is read round more than the whole log area has gone round
+    // in circles (a damaged descriptor count): e2fsck could loop for ever.
     const std::uint32_t area = j.last - j.first;
-    std::uint32_t seen = 0;
+    std::uint64_t seen = 0;
     auto advance = [&](std::uint32_t n) noexcept {
         blk = wrap(j, blk + n);
         seen += n;
     };
+    auto refuse = [&](sb_problem why) noexcept {
+        st.info.refused = why;
+        return errc::not_supported;
+    };
     for (;;) {
-        if (which != pass::scan && tid_geq(tid, st.info.end_tid)) break;
-        if (seen >= area) break;
-        if (blk >= j.last) return errc::corrupted; // a descriptor counted past the log area
+        if (!scan && tid_geq(tid, st.end_transaction)) break;
+        if (seen > area) return refuse(sb_problem::log_runs_round);
+        if (blk >= j.last) return errc::corrupted; // a descriptor counted past the journal
         JBTREE_TRY(dev.read_log(blk, b));
         advance(1);
         const header* hd = reinterpret_cast<const header*>(b);
@@ -210,144 +317,153 @@ errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem, er
         const std::uint32_t type = hd->h_blocktype.get();
         if (type == static_cast<std::uint32_t>(block_type::descriptor)) {
             if (!tail_ok(f, b)) {
-                if (which != pass::scan) return errc::bad_checksum;
-                need_check_commit_time = true;
+                if (!scan) return errc::bad_checksum;
+                need_check_commit_time = true; // judged at the next commit block
             }
-            const std::uint32_t n = count_tags(f, b);
-            if (which == pass::scan && f.csum_v1() && !need_check_commit_time && !st.end_known) {
-                crc_v1 = crc32_be(crc_v1, b, f.block_size);
-                bool read_failed = false;
-                for (std::uint32_t i = 0; i < n; ++i) {
-                    if (blk >= j.last || dev.read_log(blk, mem.block_b) != errc::ok) {
-                        read_failed = true;
-                        break;
+            if (which == pass::revoke) {
+                if constexpr (checks_homes<D>) {
+                    std::uint64_t bad = 0;
+                    bool refused = false;
+                    for_each_tag(f, b, [&](const unsigned char* tag, std::uint16_t) noexcept {
+                        bad = tag_home(f, tag);
+                        refused = check_home(dev, bad) != errc::ok;
+                        return !refused;
+                    });
+                    if (refused) {
+                        st.info.refused_block = bad;
+                        return refuse(sb_problem::home_refused);
                     }
-                    crc_v1 = crc32_be(crc_v1, mem.block_b, f.block_size);
-                    advance(1);
                 }
-                if (read_failed) break;
+                advance(count_tags(f, b));
                 continue;
             }
-            if (which != pass::replay) {
-                advance(n);
+            if (scan) {
+                if (f.csum_v1() && !need_check_commit_time && st.end_transaction == 0) {
+                    // v1: the transaction's crc32 runs over its descriptors
+                    // and data blocks. A data block that cannot be read ends
+                    // the descriptor; the scan goes on after it.
+                    crc_v1 = crc32_be(crc_v1, b, f.block_size);
+                    const std::uint32_t n = count_tags(f, b);
+                    for (std::uint32_t i = 0; i < n; ++i) {
+                        const std::uint32_t at = blk;
+                        advance(1);
+                        if (at >= j.last || dev.read_log(at, mem.block_b) != errc::ok) break;
+                        crc_v1 = crc32_be(crc_v1, mem.block_b, f.block_size);
+                    }
+                    continue;
+                }
+                advance(count_tags(f, b));
                 continue;
             }
-            // Replay the data blocks of this descriptor.
-            const std::uint32_t end = f.block_size - f.tail_bytes(), tb = f.tag_bytes();
-            for (std::uint32_t off = sizeof(header); off + tb <= end;) {
-                const unsigned char* tag = b + off;
-                const std::uint16_t flags = load_be<std::uint16_t>(tag + 6);
-                const std::uint32_t log_blk = blk;
+            // Replay: the data blocks of this descriptor, in tag order.
+            for_each_tag(f, b, [&](const unsigned char* tag, std::uint16_t flags) noexcept {
+                const std::uint32_t at = blk;
                 advance(1);
-                if (log_blk >= j.last) {
-                    soft = errc::corrupted;
-                } else if (const errc e = dev.read_log(log_blk, mem.block_b); e != errc::ok) {
-                    soft = e; // recover what we can, report at the end
+                if (at >= j.last) {
+                    result = errc::corrupted; // recover what we can, report at the end
+                } else if (const errc e = dev.read_log(at, mem.block_b); e != errc::ok) {
+                    result = e;
+                } else if (const std::uint64_t home = tag_home(f, tag); st.revokes.revoked(home, tid)) {
+                    ++st.info.revoke_hits;
+                } else if (!tag_checksum_ok(f, tag, tid, mem.block_b)) {
+                    ++st.info.bad_blocks;
+                    result = errc::bad_checksum; // skip this block, replay the others
                 } else {
-                    std::uint64_t home = load_be<std::uint32_t>(tag);
-                    if (f.has_64bit()) home |= std::uint64_t{load_be<std::uint32_t>(tag + 8)} << 32;
-                    bool good = true;
-                    if (st.revokes.revoked(home, tid)) {
-                        ++st.info.revoke_hits;
-                        good = false;
-                    } else if (f.csum_v2or3()) {
-                        const std::uint32_t c = tag_checksum(f, tid, mem.block_b);
-                        const bool match = f.csum_v3() ? load_be<std::uint32_t>(tag + 12) == c
-                                                       : load_be<std::uint16_t>(tag + 4) == (c & 0xFFFF);
-                        if (!match) {
-                            ++st.info.bad_blocks;
-                            soft = errc::bad_checksum;
-                            good = false;
-                        }
-                    }
-                    if (good) {
-                        if (flags & tag_escape) store_be<std::uint32_t>(mem.block_b, magic);
-                        if (const errc e = dev.write_home(home, mem.block_b); e != errc::ok) soft = e;
-                        else ++st.info.replayed;
-                    }
+                    if (flags & tag_escape) store_be<std::uint32_t>(mem.block_b, magic);
+                    if (const errc e = dev.write_home(home, mem.block_b); e != errc::ok) result = e;
+                    else ++st.info.replayed;
                 }
-                off += tb;
-                if (!(flags & tag_same_uuid)) off += 16;
-                if (flags & tag_last) break;
-            }
+                return true;
+            });
             continue;
         }
         if (type == static_cast<std::uint32_t>(block_type::commit)) {
-            if (which == pass::scan) {
-                const std::uint64_t commit_time = load_be<std::uint64_t>(b + commit_sec_offset);
-                if (need_check_commit_time) {
-                    // A bad descriptor/revoke checksum earlier in this
-                    // transaction: stale data if this commit is older than the
-                    // last good one, corruption otherwise.
-                    if (commit_time >= last_commit_time) return errc::bad_checksum;
-                    break;
-                }
-                bool commit_ok = true;
+            const std::uint64_t commit_time = load_be<std::uint64_t>(b + commit_sec_offset);
+            if (need_check_commit_time) {
+                // A descriptor or revoke block of this transaction failed its
+                // checksum: corruption if this commit is not older than the
+                // last good one, stale blocks of an older log otherwise.
+                if (commit_time >= last_commit_time) return errc::bad_checksum;
+                break;
+            }
+            if (scan) {
+                bool good = true;
                 if (f.csum_v1()) {
-                    if (st.end_known) {
-                        st.info.failed_commit = st.info.end_tid;
-                        break;
+                    if (st.end_transaction != 0) {
+                        // async commit: the commit after a failed one records
+                        // the failure; the scan goes on expecting the same tid
+                        // (as e2fsck does; the next block normally ends it)
+                        st.failed_commit = st.end_transaction;
+                        continue;
                     }
-                    const std::uint32_t found = load_be<std::uint32_t>(b + commit_chksum_offset);
-                    const unsigned char type_v1 = b[commit_chksum_type_offset], size_v1 = b[commit_chksum_size_offset];
-                    commit_ok = (found == crc_v1 && type_v1 == 1 && size_v1 == 4) ||
-                                (type_v1 == 0 && size_v1 == 0 && found == 0);
-                    crc_v1 = ~0u;
+                    good = commit_v1_ok(b, crc_v1);
+                    if (good) crc_v1 = ~0u;
                 } else if (f.csum_v2or3()) {
-                    commit_ok = load_be<std::uint32_t>(b + commit_chksum_offset) == commit_checksum(f, b);
+                    good = load_be<std::uint32_t>(b + commit_chksum_offset) == commit_checksum(f, b);
                 }
-                if (!commit_ok) {
-                    if (commit_time < last_commit_time) break; // stale block from an older log: clean end
-                    st.info.end_tid = tid;
-                    st.end_known = true;
+                if (!good) {
+                    if (commit_time < last_commit_time) break; // stale commit block: a clean end
+                    st.end_transaction = tid;
                     if (!(f.incompat & incompat_async_commit)) {
-                        st.info.failed_commit = tid;
-                        break;
+                        st.failed_commit = tid;
+                        continue; // the same tid expected next, as e2fsck (normally the end)
                     }
                 }
                 last_commit_time = commit_time;
             }
+            if (writing) ++st.info.transactions;
             ++tid;
             continue;
         }
         if (type == static_cast<std::uint32_t>(block_type::revoke)) {
-            if (which == pass::scan && !tail_ok(f, b)) need_check_commit_time = true;
+            if (scan && !tail_ok(f, b)) need_check_commit_time = true;
             if (which != pass::revoke) continue;
             const std::uint32_t count = load_be<std::uint32_t>(b + 12);
             if (count > f.block_size - f.tail_bytes()) return errc::invalid;
             const std::uint32_t rl = f.revoke_record_bytes();
             for (std::uint32_t off = revoke_header_size; off + rl <= count; off += rl) {
                 const std::uint64_t r = rl == 8 ? load_be<std::uint64_t>(b + off) : load_be<std::uint32_t>(b + off);
-                JBTREE_TRY(st.revokes.set(r, tid));
+                if (st.revokes.set(r, tid) != errc::ok) return refuse(sb_problem::revoke_table_full);
                 ++st.info.revoke_records;
             }
             continue;
         }
         break; // any other block type ends the log
     }
-    if (which == pass::scan) {
-        if (!st.end_known) {
-            st.info.end_tid = tid;
-            st.end_known = true;
-        }
-    } else if (st.info.end_tid != tid && soft == errc::ok) {
-        soft = errc::io; // the passes disagree on where the log ends
+    if (scan) {
+        if (st.end_transaction == 0) st.end_transaction = tid;
+    } else if (st.end_transaction != tid && result == errc::ok) {
+        result = errc::io; // the passes disagree on where the log ends
     }
-    return errc::ok;
+    return result;
 }
 
 } // namespace detail
 
 // Replay the journal's committed transactions to their home blocks, then
-// mark the journal empty (s_start = 0) with s_sequence past every tid in the
-// log, as the kernel and e2fsck do. A superblock that fails load() is
-// refused with nothing written (info.refused says why).
+// mark the journal empty (s_start = 0), as e2fsck does:
+//  - the scan pass finds the end of the log; an error there (a descriptor or
+//    revoke block that fails its checksum in a transaction whose commit is
+//    not stale, a descriptor counting past the journal) replays nothing;
+//  - the revoke pass collects revoke records; an error there (a revoke block
+//    whose r_count runs into its tail) replays nothing;
+//  - the replay pass writes each block that no revoke cancels and whose tag
+//    checksum holds; a bad tag checksum or an unreadable log block skips
+//    that block, the others are written, and recovery reports the error.
+// On success s_sequence becomes one past the end of the log (so no block
+// left in it can chain onto new transactions) and a failed commit block is
+// recorded in s_errno; after any error s_sequence stays as it was and
+// s_errno is not touched: the caller marks the filesystem for a full check.
 //
-// Returns errc::ok, or an error. Errors found after replay began (a data
-// block whose checksum fails, an unreadable log block) are reported after
-// everything else was replayed; the journal is then still marked empty, as
-// e2fsck does, and the caller should treat the filesystem as needing a full
-// check.
+// Refused, with nothing written at all (info.refused says why): a
+// superblock load() refuses, and the cases where e2fsck's result cannot be
+// reproduced, which are all found before the first write: a log that runs
+// round the whole journal, more revoked blocks than the table holds, a home
+// block the device refuses (HomeChecker, MappedLog).
+//
+// The journal superblock is read again after the replay: on a device that
+// does not refuse homes inside the journal, a transaction that writes over
+// the journal superblock is not replayed as e2fsck replays it.
 template <LogDevice D>
 [[nodiscard]] errc recover(D& dev, const recovery_memory& mem, recovery_info& info) noexcept {
     info = recovery_info{};
@@ -362,27 +478,27 @@ template <LogDevice D>
     }
     revoke_table revokes(mem.revokes, mem.revoke_capacity);
     detail::pass_state st{j, info, revokes};
-    errc soft = errc::ok;
-    errc hard = detail::one_pass(dev, st, detail::pass::scan, mem, soft);
-    if (hard == errc::ok) hard = detail::one_pass(dev, st, detail::pass::revoke, mem, soft);
-    if (hard == errc::ok) hard = detail::one_pass(dev, st, detail::pass::replay, mem, soft);
-    info.transactions = st.end_known && hard == errc::ok ? info.end_tid - j.sequence : 0;
-    JBTREE_TRY(dev.flush()); // replayed blocks are durable before the log is dropped
+    auto refused = [&]() noexcept { return info.refused != sb_problem::none; };
+    errc err = detail::one_pass(dev, st, detail::pass::scan, mem);
+    if (err == errc::ok) err = detail::one_pass(dev, st, detail::pass::revoke, mem);
+    if (err == errc::ok) err = detail::one_pass(dev, st, detail::pass::replay, mem);
+    info.end_tid = st.end_transaction;
+    if (refused()) return errc::not_supported; // nothing was written
+    if (const errc e = dev.flush(); e != errc::ok && err == errc::ok) err = e; // replayed blocks durable first
 
-    // Mark the journal empty. On success the next tid skips one past the end
-    // of the log, so no block left in it can ever chain onto new transactions.
-    // On any error s_sequence stays as it was, exactly as e2fsck leaves it
-    // (the filesystem is then marked for a full check).
+    // Mark the journal empty. Only a successful replay moves s_sequence past
+    // the log and records a failed commit, as e2fsck.
     JBTREE_TRY(dev.read_log(0, mem.block_a));
     superblock* sb = reinterpret_cast<superblock*>(mem.block_a);
-    info.new_sequence = hard == errc::ok && soft == errc::ok ? info.end_tid + 1 : j.sequence;
+    info.new_sequence = err == errc::ok ? st.end_transaction + 1 : j.sequence;
+    if (err == errc::ok) info.failed_commit = st.failed_commit;
     sb->s_sequence.set(info.new_sequence);
     sb->s_start.set(0);
     if (info.failed_commit) sb->s_errno.set(static_cast<std::uint32_t>(static_cast<int>(errc::invalid)));
     if (j.fmt.csum_v2or3()) sb->s_checksum.set(superblock_checksum(mem.block_a));
     JBTREE_TRY(dev.write_log(0, mem.block_a));
     JBTREE_TRY(dev.flush());
-    return hard != errc::ok ? hard : soft;
+    return err;
 }
 
 } // namespace jbtree::jbd2
