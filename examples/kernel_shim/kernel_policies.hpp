@@ -1,23 +1,24 @@
 // SPDX-License-Identifier: MIT
-// jbtree's BlockStorage and Journal policies as thin adapters onto the
-// kernel-style C calls of kshim.h (docs/kernel.md maps each to its kernel
-// primitive):
+// jbtree's BlockStorage and Journal policies as thin adapters onto kglue.h,
+// the opaque C interface to the kernel (docs/kernel.md maps each call to
+// its Linux primitive):
 //
-//   kernel_storage::read      sb_bread             (NULL -> errc::io)
-//   kernel_storage::allocate  kshim_new_block + sb_getblk + zero
-//                             (a kernel: ext4_new_meta_blocks + sb_getblk)
-//   kernel_storage::free      kshim_free_block     (ext4_free_blocks)
-//   kernel_storage::write     mark_buffer_dirty
-//   buffer destructor         brelse
-//   kernel_journal::start     jbd2_journal_start   (ERR_PTR -> errc)
-//   get_write_access          jbd2_journal_get_write_access
-//   get_create_access         jbd2_journal_get_create_access
-//   dirty_metadata            jbd2_journal_dirty_metadata
-//   forget                    jbd2_journal_revoke
-//   stop                      jbd2_journal_stop
+//   kernel_storage::read      kglue_read           (sb_bread; NULL -> errc::io)
+//   kernel_storage::allocate  kglue_new_block      (the filesystem's allocator,
+//                                                   zeroed under lock_buffer, uptodate)
+//   kernel_storage::free      kglue_free_block
+//   kernel_storage::write     nothing: under jbd2 the journal owns dirty buffers
+//   buffer destructor         kglue_release        (brelse)
+//   kernel_journal::start     kglue_start          (credits and as many revoke credits)
+//   get_write_access          kglue_get_write_access
+//   get_create_access         kglue_get_create_access (remembered: see forget)
+//   dirty_metadata            kglue_dirty_metadata
+//   forget                    kglue_forget if the block was created in the
+//                             running transaction, else kglue_revoke
+//   stop                      kglue_stop
 //
-// Freestanding: no exceptions, no RTTI, no allocation (handles and buffers
-// are the shim's), only <cstdint>/<cstddef> and jbtree's core.
+// Freestanding: no exceptions, no RTTI, no allocation, only <cstdint> /
+// <cstddef> and jbtree's core; no kernel type is visible here.
 #pragma once
 
 #include <cstddef>
@@ -27,137 +28,167 @@
 #include <jbtree/policy/block_storage.hpp>
 #include <jbtree/policy/journal.hpp>
 
-#include "kshim.h"
+#include "kglue.h"
 
 namespace kshim {
 
-// A kernel errno (negative) as jbtree's errc.
-inline jbtree::errc to_errc(long e) noexcept {
-    switch (-e) {
-    case 0: return jbtree::errc::ok;
-    case KSHIM_ENOMEM: return jbtree::errc::no_memory;
-    case KSHIM_ENOSPC: return jbtree::errc::no_space;
-    case KSHIM_EINVAL: return jbtree::errc::invalid;
-    default: return jbtree::errc::io;
-    }
-}
+using jbtree::from_errno; // a kernel errno as errc
 
 class kernel_storage {
 public:
-    // A pinned buffer_head: the reference is dropped (brelse) when it goes.
+    // A pinned block: the reference is dropped (brelse) when it goes.
     class buffer {
     public:
         buffer() noexcept = default;
-        explicit buffer(buffer_head* bh) noexcept : bh_(bh) {}
-        buffer(buffer&& o) noexcept : bh_(o.bh_) { o.bh_ = nullptr; }
+        explicit buffer(kglue_buf* b) noexcept : b_(b) {}
+        buffer(buffer&& o) noexcept : b_(o.b_) { o.b_ = nullptr; }
         buffer& operator=(buffer&& o) noexcept {
             if (this != &o) {
-                if (bh_) brelse(bh_);
-                bh_ = o.bh_;
-                o.bh_ = nullptr;
+                if (b_) kglue_release(b_);
+                b_ = o.b_;
+                o.b_ = nullptr;
             }
             return *this;
         }
         ~buffer() {
-            if (bh_) brelse(bh_);
+            if (b_) kglue_release(b_);
         }
-        [[nodiscard]] unsigned char* data() noexcept { return bh_->b_data; }
-        [[nodiscard]] std::uint64_t blkno() const noexcept { return bh_->b_blocknr; }
-        [[nodiscard]] buffer_head* bh() noexcept { return bh_; }
+        [[nodiscard]] unsigned char* data() noexcept { return kglue_data(b_); }
+        [[nodiscard]] std::uint64_t blkno() const noexcept { return kglue_blocknr(b_); }
+        [[nodiscard]] kglue_buf* get() noexcept { return b_; }
 
     private:
-        buffer_head* bh_ = nullptr;
+        kglue_buf* b_ = nullptr;
     };
 
-    kernel_storage(super_block* sb, std::uint32_t checksum_seed) noexcept : sb_(sb), seed_(checksum_seed) {}
+    kernel_storage(kglue_fs* fs, std::uint32_t checksum_seed) noexcept : fs_(fs), seed_(checksum_seed) {}
 
-    [[nodiscard]] std::uint32_t block_size() const noexcept { return kshim_blocksize(sb_); }
+    [[nodiscard]] std::uint32_t block_size() const noexcept { return kglue_block_size(fs_); }
     [[nodiscard]] bool checksums() const noexcept { return true; }
     [[nodiscard]] std::uint32_t checksum_seed() const noexcept { return seed_; }
     [[nodiscard]] jbtree::result<buffer> read(std::uint64_t blkno) noexcept {
-        buffer_head* bh = sb_bread(sb_, blkno);
-        if (!bh) return jbtree::errc::io;
-        return buffer(bh);
+        int err = 0;
+        kglue_buf* b = kglue_read(fs_, blkno, &err);
+        if (!b) return from_errno(err);
+        return buffer(b);
     }
     [[nodiscard]] jbtree::result<buffer> allocate() noexcept {
-        std::uint64_t b = 0;
-        if (const int e = kshim_new_block(sb_, &b)) return to_errc(e);
-        buffer_head* bh = sb_getblk(sb_, b);
-        if (!bh) {
-            kshim_free_block(sb_, b);
-            return jbtree::errc::no_memory;
-        }
-        for (std::uint32_t i = 0; i < bh->b_size; ++i) bh->b_data[i] = 0;
-        return buffer(bh);
+        int err = 0;
+        kglue_buf* b = kglue_new_block(fs_, &err);
+        if (!b) return from_errno(err);
+        return buffer(b);
     }
     [[nodiscard]] jbtree::errc free(std::uint64_t blkno) noexcept {
-        kshim_free_block(sb_, blkno);
+        kglue_free_block(fs_, blkno);
         return jbtree::errc::ok;
     }
-    [[nodiscard]] jbtree::errc write(buffer& b) noexcept {
-        mark_buffer_dirty(b.bh());
-        return jbtree::errc::ok;
-    }
-    [[nodiscard]] jbtree::errc flush() noexcept { return jbtree::errc::ok; } // the journal's commit
+    [[nodiscard]] jbtree::errc write(buffer&) noexcept { return jbtree::errc::ok; } // the journal writes
+    [[nodiscard]] jbtree::errc flush() noexcept { return jbtree::errc::ok; }          // the journal's commit
 
 private:
-    super_block* sb_;
+    kglue_fs* fs_;
     std::uint32_t seed_;
 };
 static_assert(jbtree::BlockStorage<kernel_storage>);
 
 class kernel_journal {
 public:
+    // A running handle: ours (started by start()) or the caller's (ext4's,
+    // wrapped by adopt()); dirtied counts the blocks this wrapper dirtied,
+    // so a failed change can tell whether it left anything behind.
     class handle {
     public:
         handle() noexcept = default;
-        explicit handle(handle_t* h) noexcept : h_(h) {}
-        handle(handle&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
+        handle(handle&& o) noexcept : dirtied(o.dirtied), held(o.held), h_(o.h_) { o.h_ = nullptr; }
         handle& operator=(handle&& o) noexcept {
+            dirtied = o.dirtied;
+            held = o.held;
             h_ = o.h_;
             o.h_ = nullptr;
             return *this;
         }
-        [[nodiscard]] handle_t* get() const noexcept { return h_; }
+        [[nodiscard]] kglue_handle* get() const noexcept { return h_; }
+        std::uint32_t dirtied = 0;
+        std::uint32_t held = 0; // credits kept back from the trees (for the anchor block)
 
     private:
         friend class kernel_journal;
-        handle_t* h_ = nullptr;
+        explicit handle(kglue_handle* h) noexcept : h_(h) {}
+        kglue_handle* h_ = nullptr;
     };
 
-    explicit kernel_journal(journal_t* j) noexcept : j_(j) {}
+    explicit kernel_journal(kglue_fs* fs) noexcept : fs_(fs) {}
 
+    // A handle of `credits` buffer credits and as many revoke credits: a
+    // node can only be freed after the operation counted it among the
+    // blocks it may touch, so this bounds the revokes too.
     [[nodiscard]] jbtree::result<handle> start(std::uint32_t credits) noexcept {
-        if (credits == jbtree::unlimited_credits || credits > 0x7FFFFFFFu) return jbtree::errc::range;
-        handle_t* h = jbd2_journal_start(j_, static_cast<int>(credits));
-        if (IS_ERR(h)) return to_errc(PTR_ERR(h));
+        if (credits == 0 || credits == jbtree::unlimited_credits || credits > 0x7FFFFFFFu) return jbtree::errc::range;
+        int err = 0;
+        kglue_handle* h = kglue_start(fs_, static_cast<int>(credits), static_cast<int>(credits), &err);
+        if (!h) return from_errno(err);
         return handle(h);
     }
+    // The caller's running handle (e.g. ext4's), not stopped by stop().
+    [[nodiscard]] static handle adopt(kglue_handle* h) noexcept { return handle(h); }
+
     [[nodiscard]] std::uint32_t credits_left(const handle& h) const noexcept {
-        return static_cast<std::uint32_t>(kshim_handle_credits(h.get()));
+        const int c = kglue_credits_left(h.get());
+        const int r = kglue_revokes_left(h.get());
+        // An operation may free every block it touches: it needs both.
+        const int both = c < r ? c : r;
+        const int held = static_cast<int>(h.held);
+        return both > held ? static_cast<std::uint32_t>(both - held) : 0u;
     }
-    [[nodiscard]] std::uint64_t transaction_id(const handle& h) const noexcept { return kshim_handle_tid(h.get()); }
+    [[nodiscard]] std::uint64_t transaction_id(const handle& h) const noexcept { return kglue_tid(h.get()); }
     [[nodiscard]] jbtree::errc get_write_access(handle& h, kernel_storage::buffer& b) noexcept {
-        return to_errc(jbd2_journal_get_write_access(h.get(), b.bh()));
+        return from_errno(kglue_get_write_access(h.get(), b.get()));
     }
     [[nodiscard]] jbtree::errc get_create_access(handle& h, kernel_storage::buffer& b) noexcept {
-        return to_errc(jbd2_journal_get_create_access(h.get(), b.bh()));
+        const jbtree::errc e = from_errno(kglue_get_create_access(h.get(), b.get()));
+        if (e == jbtree::errc::ok) remember_created(kglue_tid(h.get()), b.blkno());
+        return e;
     }
     [[nodiscard]] jbtree::errc dirty_metadata(handle& h, kernel_storage::buffer& b) noexcept {
-        return to_errc(jbd2_journal_dirty_metadata(h.get(), b.bh()));
+        const jbtree::errc e = from_errno(kglue_dirty_metadata(h.get(), b.get()));
+        if (e == jbtree::errc::ok) ++h.dirtied;
+        return e;
     }
+    // Created in the running transaction: forget (never logged, nothing to
+    // revoke). Otherwise revoke, which forgets a cached copy as well.
     [[nodiscard]] jbtree::errc forget(handle& h, std::uint64_t blkno) noexcept {
-        return to_errc(jbd2_journal_revoke(h.get(), blkno, nullptr));
+        ++h.dirtied; // the free is a change too
+        const std::uint64_t tid = kglue_tid(h.get());
+        for (auto& c : created_)
+            if (c.tid == tid && c.blkno == blkno) {
+                c = created_block{};
+                return from_errno(kglue_forget(h.get(), blkno));
+            }
+        return from_errno(kglue_revoke(h.get(), blkno));
     }
     [[nodiscard]] jbtree::errc stop(handle& h) noexcept {
         if (!h.h_) return jbtree::errc::invalid;
-        const int e = jbd2_journal_stop(h.h_);
+        const int e = kglue_stop(h.h_);
         h.h_ = nullptr;
-        return to_errc(e);
+        return from_errno(e);
     }
 
 private:
-    journal_t* j_;
+    // Blocks created in recent transactions (a small ring: a block that
+    // fell out of it is revoked, which is always safe, only costlier).
+    struct created_block {
+        std::uint64_t tid = 0;
+        std::uint64_t blkno = 0;
+    };
+    void remember_created(std::uint64_t tid, std::uint64_t blkno) noexcept {
+        created_[next_] = created_block{tid, blkno};
+        next_ = (next_ + 1) % ring_size;
+    }
+    static constexpr unsigned ring_size = 64;
+
+    kglue_fs* fs_;
+    created_block created_[ring_size]{};
+    unsigned next_ = 0;
 };
 static_assert(jbtree::Journal<kernel_journal, kernel_storage>);
 

@@ -1,62 +1,72 @@
 /* SPDX-License-Identifier: MIT */
-/* kshim: the kernel-style environment of kshim.h, over a RAM disk. */
+/* kshim: the user-space model of kglue.h (see kshim.h), over a RAM disk. */
 #include "kshim.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- memory ---------------------------------------------------------------------------- */
 
-static long kmalloc_fail_after, kmalloc_live;
+static long alloc_fail_after, alloc_live;
 
-void *kmalloc(size_t size, gfp_t flags)
+void *kglue_alloc(size_t size)
 {
 	void *p;
-	(void)flags;
-	if (kmalloc_fail_after > 0 && --kmalloc_fail_after == 0)
+	if (alloc_fail_after > 0 && --alloc_fail_after == 0)
 		return NULL;
 	p = malloc(size ? size : 1);
 	if (p)
-		++kmalloc_live;
+		++alloc_live;
 	return p;
 }
 
-void kfree(const void *p)
+void kglue_free(void *p)
 {
 	if (!p)
 		return;
-	--kmalloc_live;
-	free((void *)p);
+	--alloc_live;
+	free(p);
 }
 
-void kshim_fail_kmalloc_after(long n) { kmalloc_fail_after = n; }
-long kshim_kmalloc_live(void) { return kmalloc_live; }
+void kshim_fail_alloc_after(long n) { alloc_fail_after = n; }
+long kshim_alloc_live(void) { return alloc_live; }
 
-/* ---- the disk, the cache, the allocator -------------------------------------------------- */
+/* ---- the disk, the cache, the allocator, the journal ------------------------------------- */
 
-struct super_block {
+struct kglue_buf {
+	uint64_t blocknr;
+	unsigned char *data;
+	int count;    /* references */
+	int in_use;   /* the slot holds blocknr */
+	int uptodate; /* contents valid (read, or zeroed by kglue_new_block) */
+	int locked;   /* lock_buffer held */
+	int dirty;    /* dirtied in the running transaction: written at commit */
+	int joined;   /* joined to the running transaction */
+	int created;  /* joined by get_create_access */
+};
+
+struct kglue_handle {
+	struct kglue_fs *fs;
+	int credits, revokes;
+};
+
+struct kglue_fs {
 	uint32_t blocksize;
 	uint64_t blocks;
 	unsigned char *disk;
-	struct buffer_head *cache;
+	struct kglue_buf *cache;
 	uint32_t ncache;
-	unsigned char *committed_map; /* block allocator, as of the last commit */
+	unsigned char *committed_map; /* allocator as of the last commit */
 	unsigned char *running_map;   /* ... and with the running transaction */
-	long fail_read_after, fail_write_after;
-	journal_t *journal;
-};
-
-struct journal_s {
-	struct super_block *sb;
+	unsigned char *revoked_map;   /* blocks revoked in the running transaction */
+	long fail_read_after, fail_write_after, fail_new_block_after, violations;
+	/* journal */
 	int max_credits;
 	int reserved; /* credits given to the running transaction's handles */
 	uint64_t tid;
 	int handles;
-};
-
-struct handle_s {
-	journal_t *journal;
-	int credits;
+	int aborted;
 };
 
 static int bit(const unsigned char *m, uint64_t b) { return (m[b / 8] >> (b % 8)) & 1; }
@@ -67,313 +77,390 @@ static void set_bit(unsigned char *m, uint64_t b, int on)
 	else
 		m[b / 8] &= (unsigned char)~(1u << (b % 8));
 }
+static size_t map_bytes(const struct kglue_fs *fs) { return (size_t)(fs->blocks + 7) / 8; }
 
-uint32_t kshim_blocksize(const struct super_block *sb) { return sb->blocksize; }
-
-struct super_block *kshim_mount(uint32_t block_size, uint64_t blocks, uint32_t cache_buffers)
+/* A rule broken: counted, and the call fails with err. */
+static int violation(struct kglue_fs *fs, int err)
 {
-	struct super_block *sb = calloc(1, sizeof *sb);
+	++fs->violations;
+	return err;
+}
+long kshim_rule_violations(struct kglue_fs *fs) { return fs->violations; }
+
+struct kglue_fs *kshim_mount(uint32_t block_size, uint64_t blocks, uint32_t cache_buffers, int max_transaction_credits)
+{
+	struct kglue_fs *fs = calloc(1, sizeof *fs);
 	uint32_t i;
-	if (!sb)
+	if (!fs)
 		return NULL;
-	sb->blocksize = block_size;
-	sb->blocks = blocks;
-	sb->disk = calloc((size_t)blocks, block_size);
-	sb->cache = calloc(cache_buffers, sizeof *sb->cache);
-	sb->ncache = cache_buffers;
-	sb->committed_map = calloc((size_t)(blocks + 7) / 8, 1);
-	sb->running_map = calloc((size_t)(blocks + 7) / 8, 1);
-	if (!sb->disk || !sb->cache || !sb->committed_map || !sb->running_map)
+	fs->blocksize = block_size;
+	fs->blocks = blocks;
+	fs->disk = calloc((size_t)blocks, block_size);
+	fs->cache = calloc(cache_buffers, sizeof *fs->cache);
+	fs->ncache = cache_buffers;
+	fs->committed_map = calloc(map_bytes(fs), 1);
+	fs->running_map = calloc(map_bytes(fs), 1);
+	fs->revoked_map = calloc(map_bytes(fs), 1);
+	fs->max_credits = max_transaction_credits;
+	fs->tid = 1;
+	if (!fs->disk || !fs->cache || !fs->committed_map || !fs->running_map || !fs->revoked_map)
 		return NULL;
 	for (i = 0; i < cache_buffers; ++i) {
-		sb->cache[i].b_size = block_size;
-		sb->cache[i].b_data = malloc(block_size);
-		if (!sb->cache[i].b_data)
+		fs->cache[i].data = malloc(block_size);
+		if (!fs->cache[i].data)
 			return NULL;
 	}
 	/* Block 0 is never handed out (it means "none" in a node pointer). */
-	set_bit(sb->committed_map, 0, 1);
-	set_bit(sb->running_map, 0, 1);
-	return sb;
+	set_bit(fs->committed_map, 0, 1);
+	set_bit(fs->running_map, 0, 1);
+	return fs;
 }
 
-void kshim_unmount(struct super_block *sb)
+void kshim_unmount(struct kglue_fs *fs)
 {
 	uint32_t i;
-	for (i = 0; i < sb->ncache; ++i) {
-		free(sb->cache[i].b_data);
-		if (sb->cache[i].b_frozen)
-			kfree(sb->cache[i].b_frozen);
-	}
-	free(sb->journal);
-	free(sb->cache);
-	free(sb->disk);
-	free(sb->committed_map);
-	free(sb->running_map);
-	free(sb);
+	for (i = 0; i < fs->ncache; ++i)
+		free(fs->cache[i].data);
+	free(fs->cache);
+	free(fs->disk);
+	free(fs->committed_map);
+	free(fs->running_map);
+	free(fs->revoked_map);
+	free(fs);
 }
 
-void kshim_fail_read_after(struct super_block *sb, long n) { sb->fail_read_after = n; }
-void kshim_fail_write_after(struct super_block *sb, long n) { sb->fail_write_after = n; }
+void kshim_fail_read_after(struct kglue_fs *fs, long n) { fs->fail_read_after = n; }
+void kshim_fail_write_after(struct kglue_fs *fs, long n) { fs->fail_write_after = n; }
+void kshim_fail_new_block_after(struct kglue_fs *fs, long n) { fs->fail_new_block_after = n; }
 
-static struct buffer_head *lookup(struct super_block *sb, uint64_t block)
+uint32_t kglue_block_size(struct kglue_fs *fs) { return fs->blocksize; }
+unsigned char *kglue_data(struct kglue_buf *b) { return b->data; }
+uint64_t kglue_blocknr(const struct kglue_buf *b) { return b->blocknr; }
+
+static struct kglue_buf *lookup(struct kglue_fs *fs, uint64_t block)
 {
 	uint32_t i;
-	for (i = 0; i < sb->ncache; ++i)
-		if (sb->cache[i].b_in_use && sb->cache[i].b_blocknr == block)
-			return &sb->cache[i];
+	for (i = 0; i < fs->ncache; ++i)
+		if (fs->cache[i].in_use && fs->cache[i].blocknr == block)
+			return &fs->cache[i];
 	return NULL;
 }
 
 /* A slot for `block`: a free one, or a clean unreferenced one. */
-static struct buffer_head *grab(struct super_block *sb, uint64_t block)
+static struct kglue_buf *grab(struct kglue_fs *fs, uint64_t block)
 {
 	uint32_t i;
-	struct buffer_head *bh = NULL;
-	for (i = 0; i < sb->ncache && !bh; ++i)
-		if (!sb->cache[i].b_in_use)
-			bh = &sb->cache[i];
-	for (i = 0; i < sb->ncache && !bh; ++i)
-		if (!sb->cache[i].b_count && !sb->cache[i].b_dirty && !sb->cache[i].b_joined)
-			bh = &sb->cache[i];
-	if (!bh)
+	struct kglue_buf *b = NULL;
+	for (i = 0; i < fs->ncache && !b; ++i)
+		if (!fs->cache[i].in_use)
+			b = &fs->cache[i];
+	for (i = 0; i < fs->ncache && !b; ++i)
+		if (!fs->cache[i].count && !fs->cache[i].dirty && !fs->cache[i].joined)
+			b = &fs->cache[i];
+	if (!b)
 		return NULL;
-	bh->b_in_use = 1;
-	bh->b_blocknr = block;
-	bh->b_count = 0;
-	bh->b_dirty = 0;
-	return bh;
+	b->blocknr = block;
+	b->in_use = 1;
+	b->count = b->uptodate = b->locked = b->dirty = b->joined = b->created = 0;
+	return b;
 }
 
-struct buffer_head *sb_getblk(struct super_block *sb, uint64_t block)
+struct kglue_buf *kglue_read(struct kglue_fs *fs, uint64_t blk, int *err)
 {
-	struct buffer_head *bh;
-	if (block >= sb->blocks)
+	struct kglue_buf *b;
+	*err = -EIO;
+	if (blk >= fs->blocks)
 		return NULL;
-	bh = lookup(sb, block);
-	if (!bh) {
-		bh = grab(sb, block);
-		if (!bh)
-			return NULL;
-		memset(bh->b_data, 0, sb->blocksize);
+	b = lookup(fs, blk);
+	if (b) {
+		++b->count;
+		return b;
 	}
-	++bh->b_count;
-	return bh;
-}
-
-struct buffer_head *sb_bread(struct super_block *sb, uint64_t block)
-{
-	struct buffer_head *bh;
-	if (block >= sb->blocks)
-		return NULL;
-	bh = lookup(sb, block);
-	if (bh) {
-		++bh->b_count;
-		return bh;
-	}
-	if (sb->fail_read_after > 0 && --sb->fail_read_after == 0)
+	if (fs->fail_read_after > 0 && --fs->fail_read_after == 0)
 		return NULL; /* the disk failed */
-	bh = grab(sb, block);
-	if (!bh)
+	b = grab(fs, blk);
+	if (!b) {
+		*err = -ENOMEM;
 		return NULL;
-	memcpy(bh->b_data, sb->disk + block * sb->blocksize, sb->blocksize);
-	++bh->b_count;
-	return bh;
+	}
+	memcpy(b->data, fs->disk + blk * fs->blocksize, fs->blocksize);
+	b->uptodate = 1;
+	++b->count;
+	return b;
 }
 
-void brelse(struct buffer_head *bh)
+void kglue_release(struct kglue_buf *b)
 {
-	if (bh && bh->b_count > 0)
-		--bh->b_count;
+	if (b && b->count > 0)
+		--b->count;
 }
 
-void mark_buffer_dirty(struct buffer_head *bh) { bh->b_dirty = 1; }
-
-void kshim_drop_caches(struct super_block *sb)
+void kshim_drop_caches(struct kglue_fs *fs)
 {
 	uint32_t i;
-	for (i = 0; i < sb->ncache; ++i)
-		if (!sb->cache[i].b_count && !sb->cache[i].b_dirty && !sb->cache[i].b_joined)
-			sb->cache[i].b_in_use = 0;
+	for (i = 0; i < fs->ncache; ++i)
+		if (!fs->cache[i].count && !fs->cache[i].dirty && !fs->cache[i].joined)
+			fs->cache[i].in_use = 0;
 }
 
-int kshim_new_block(struct super_block *sb, uint64_t *block)
+struct kglue_buf *kglue_new_block(struct kglue_fs *fs, int *err)
 {
-	uint64_t b;
-	for (b = 1; b < sb->blocks; ++b) {
-		/* Free now and at the last commit: never reuse a block freed in the
-		 * running transaction (replay could still need its old contents). */
-		if (!bit(sb->running_map, b) && !bit(sb->committed_map, b)) {
-			set_bit(sb->running_map, b, 1);
-			*block = b;
-			return 0;
-		}
+	uint64_t blk;
+	struct kglue_buf *b;
+	if (fs->aborted) {
+		*err = -EROFS;
+		return NULL;
 	}
-	return -KSHIM_ENOSPC;
+	for (blk = 1; blk < fs->blocks; ++blk)
+		if (!bit(fs->running_map, blk) && !bit(fs->committed_map, blk))
+			break;
+	if (fs->fail_new_block_after > 0 && --fs->fail_new_block_after == 0)
+		blk = fs->blocks; /* injected: the filesystem is full */
+	if (blk == fs->blocks) {
+		*err = -ENOSPC;
+		return NULL;
+	}
+	b = lookup(fs, blk);
+	if (b && (b->count || b->joined))
+		return *err = violation(fs, -EIO), NULL; /* a free block still in use */
+	if (!b)
+		b = grab(fs, blk);
+	if (!b) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	set_bit(fs->running_map, blk, 1);
+	/* lock_buffer; zero; set_buffer_uptodate; unlock_buffer */
+	b->locked = 1;
+	memset(b->data, 0, fs->blocksize);
+	b->uptodate = 1;
+	b->locked = 0;
+	++b->count;
+	return b;
 }
 
-void kshim_free_block(struct super_block *sb, uint64_t block)
+void kglue_free_block(struct kglue_fs *fs, uint64_t blk)
 {
-	if (block < sb->blocks)
-		set_bit(sb->running_map, block, 0);
+	if (blk < fs->blocks)
+		set_bit(fs->running_map, blk, 0);
 }
 
 /* ---- the journal ------------------------------------------------------------------------ */
 
-journal_t *kshim_journal(struct super_block *sb, int max_transaction_credits)
+static void end_transaction(struct kglue_fs *fs)
 {
-	journal_t *j = calloc(1, sizeof *j);
-	if (!j)
-		return NULL;
-	j->sb = sb;
-	j->max_credits = max_transaction_credits;
-	j->tid = 1;
-	sb->journal = j;
-	return j;
+	uint32_t i;
+	for (i = 0; i < fs->ncache; ++i) {
+		fs->cache[i].joined = 0;
+		fs->cache[i].created = 0;
+	}
+	memset(fs->revoked_map, 0, map_bytes(fs));
+	fs->reserved = 0;
+	++fs->tid;
 }
 
-handle_t *jbd2_journal_start(journal_t *journal, int nblocks)
+int kglue_force_commit(struct kglue_fs *fs)
 {
-	handle_t *h;
-	if (nblocks <= 0 || nblocks > journal->max_credits)
-		return ERR_PTR(-KSHIM_ENOSPC);
-	if (journal->reserved + nblocks > journal->max_credits) {
-		/* The running transaction is full: commit it first (jbd2 would wait). */
-		int err = journal->handles ? -KSHIM_ENOSPC : jbd2_journal_force_commit(journal);
-		if (err)
-			return ERR_PTR(err);
+	uint32_t i;
+	long writes = 0;
+	if (fs->aborted)
+		return -EROFS;
+	if (fs->handles)
+		return violation(fs, -EBUSY);
+	for (i = 0; i < fs->ncache; ++i)
+		if (fs->cache[i].in_use && fs->cache[i].dirty)
+			++writes;
+	/* As jbd2's log write: the whole transaction reaches the disk or none
+	 * of it does (the caller then aborts the journal). */
+	if (fs->fail_write_after > 0) {
+		if (fs->fail_write_after <= writes) {
+			fs->fail_write_after = 0;
+			return -EIO;
+		}
+		fs->fail_write_after -= writes;
 	}
-	h = kmalloc(sizeof *h, GFP_NOFS);
-	if (!h)
-		return ERR_PTR(-KSHIM_ENOMEM);
-	h->journal = journal;
-	h->credits = nblocks;
-	journal->reserved += nblocks;
-	++journal->handles;
+	for (i = 0; i < fs->ncache; ++i) {
+		struct kglue_buf *b = &fs->cache[i];
+		if (!b->in_use || !b->dirty)
+			continue;
+		memcpy(fs->disk + b->blocknr * fs->blocksize, b->data, fs->blocksize);
+		b->dirty = 0;
+	}
+	memcpy(fs->committed_map, fs->running_map, map_bytes(fs));
+	end_transaction(fs);
+	return 0;
+}
+
+void kglue_abort(struct kglue_fs *fs, int err)
+{
+	(void)err;
+	fs->aborted = 1; /* nothing is rolled back: the disk keeps the last commit */
+}
+
+int kglue_aborted(struct kglue_fs *fs) { return fs->aborted ? -EROFS : 0; }
+
+int kshim_remount(struct kglue_fs *fs)
+{
+	uint32_t i;
+	if (fs->handles)
+		return -EBUSY;
+	for (i = 0; i < fs->ncache; ++i)
+		if (fs->cache[i].count)
+			return -EBUSY;
+	for (i = 0; i < fs->ncache; ++i)
+		fs->cache[i].in_use = 0;
+	memcpy(fs->running_map, fs->committed_map, map_bytes(fs));
+	end_transaction(fs);
+	fs->aborted = 0;
+	return 0;
+}
+
+struct kglue_handle *kglue_start(struct kglue_fs *fs, int credits, int revoke_credits, int *err)
+{
+	struct kglue_handle *h;
+	if (fs->aborted) {
+		*err = -EROFS;
+		return NULL;
+	}
+	if (credits <= 0 || revoke_credits < 0 || credits > fs->max_credits) {
+		*err = -ENOSPC;
+		return NULL;
+	}
+	if (fs->reserved + credits > fs->max_credits) {
+		/* The running transaction is full: commit it first (jbd2 would wait). */
+		*err = fs->handles ? -ENOSPC : kglue_force_commit(fs);
+		if (*err)
+			return NULL;
+	}
+	h = kglue_alloc(sizeof *h);
+	if (!h) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	h->fs = fs;
+	h->credits = credits;
+	h->revokes = revoke_credits;
+	fs->reserved += credits;
+	++fs->handles;
 	return h;
 }
 
-static int join(handle_t *handle, struct buffer_head *bh, int create)
+int kglue_extend(struct kglue_handle *h, int credits, int revoke_credits)
 {
-	if (bh->b_joined)
+	struct kglue_fs *fs = h->fs;
+	if (fs->aborted)
+		return -EROFS;
+	if (credits < 0 || revoke_credits < 0)
+		return violation(fs, -EINVAL);
+	if (fs->reserved + credits > fs->max_credits)
+		return 1; /* no room in this transaction: restart */
+	fs->reserved += credits;
+	h->credits += credits;
+	h->revokes += revoke_credits;
+	return 0;
+}
+
+int kglue_restart(struct kglue_handle *h, int credits, int revoke_credits)
+{
+	struct kglue_fs *fs = h->fs;
+	int err = 0;
+	if (fs->aborted)
+		return -EROFS;
+	if (credits <= 0 || credits > fs->max_credits)
+		return -ENOSPC;
+	/* The handle's changes go with the running transaction, which commits
+	 * once this is its last handle; the handle goes on in the next one. */
+	fs->reserved -= h->credits;
+	if (fs->handles == 1) {
+		--fs->handles;
+		err = kglue_force_commit(fs);
+		++fs->handles;
+	}
+	if (err)
+		return err;
+	fs->reserved += credits;
+	h->credits = credits;
+	h->revokes = revoke_credits;
+	return 0;
+}
+
+int kglue_max_credits(struct kglue_fs *fs) { return fs->max_credits; }
+int kglue_credits_left(const struct kglue_handle *h) { return h->credits; }
+int kglue_revokes_left(const struct kglue_handle *h) { return h->revokes; }
+uint64_t kglue_tid(const struct kglue_handle *h) { return h->fs->tid; }
+
+static int join(struct kglue_handle *h, struct kglue_buf *b, int create)
+{
+	struct kglue_fs *fs = h->fs;
+	if (fs->aborted)
+		return -EROFS;
+	if (create && (!b->uptodate || b->locked))
+		return violation(fs, -EINVAL); /* new blocks: zeroed under the lock, uptodate */
+	if (b->joined)
 		return 0;
-	if (handle->credits <= 0)
-		return -KSHIM_ENOSPC;
-	if (!create) {
-		bh->b_frozen = kmalloc(bh->b_size, GFP_NOFS);
-		if (!bh->b_frozen)
-			return -KSHIM_ENOMEM;
-		memcpy(bh->b_frozen, bh->b_data, bh->b_size);
-	}
-	bh->b_created = create;
-	bh->b_joined = 1;
-	--handle->credits;
+	if (h->credits <= 0)
+		return violation(fs, -ENOSPC);
+	b->created = create;
+	b->joined = 1;
+	--h->credits;
 	return 0;
 }
 
-int jbd2_journal_get_write_access(handle_t *handle, struct buffer_head *bh) { return join(handle, bh, 0); }
-int jbd2_journal_get_create_access(handle_t *handle, struct buffer_head *bh) { return join(handle, bh, 1); }
+int kglue_get_write_access(struct kglue_handle *h, struct kglue_buf *b) { return join(h, b, 0); }
+int kglue_get_create_access(struct kglue_handle *h, struct kglue_buf *b) { return join(h, b, 1); }
 
-int jbd2_journal_dirty_metadata(handle_t *handle, struct buffer_head *bh)
+int kglue_dirty_metadata(struct kglue_handle *h, struct kglue_buf *b)
 {
-	(void)handle;
-	if (!bh->b_joined)
-		return -KSHIM_EINVAL;
-	mark_buffer_dirty(bh);
+	if (h->fs->aborted)
+		return -EROFS;
+	if (!b->joined)
+		return violation(h->fs, -EINVAL);
+	b->dirty = 1;
 	return 0;
 }
 
-int jbd2_journal_revoke(handle_t *handle, unsigned long long blocknr, struct buffer_head *bh)
+int kglue_forget(struct kglue_handle *h, uint64_t blk)
 {
-	struct buffer_head *c = bh ? bh : lookup(handle->journal->sb, blocknr);
-	/* The freed block's contents never go home: a joined copy stays (abort
-	 * may need its pre-image) but is no longer written at commit. */
-	if (c && c->b_joined && c->b_created) {
-		c->b_dirty = 0;
+	struct kglue_fs *fs = h->fs;
+	struct kglue_buf *b = lookup(fs, blk);
+	if (fs->aborted)
+		return -EROFS;
+	/* Only a block created in this transaction: anything older needs a
+	 * revoke, or replay could bring back its logged contents. */
+	if (!b || !b->joined || !b->created)
+		return violation(fs, -EINVAL);
+	b->dirty = 0; /* never goes home */
+	b->joined = 0;
+	b->created = 0;
+	return 0;
+}
+
+int kglue_revoke(struct kglue_handle *h, uint64_t blk)
+{
+	struct kglue_fs *fs = h->fs;
+	struct kglue_buf *b = lookup(fs, blk);
+	if (fs->aborted)
+		return -EROFS;
+	if (h->revokes <= 0)
+		return violation(fs, -EIO); /* jbd2: WARN_ON_ONCE(h_revoke_credits <= 0) */
+	if (blk >= fs->blocks || bit(fs->revoked_map, blk))
+		return violation(fs, -EIO); /* revoked twice */
+	if (b && b->joined && b->created)
+		return violation(fs, -EINVAL); /* created in this transaction: forget */
+	set_bit(fs->revoked_map, blk, 1);
+	--h->revokes;
+	if (b) { /* revoke forgets a cached copy */
+		b->dirty = 0;
+		b->joined = 0;
 	}
 	return 0;
 }
 
-int jbd2_journal_stop(handle_t *handle)
+int kglue_stop(struct kglue_handle *h)
 {
-	journal_t *j = handle->journal;
-	j->reserved -= handle->credits; /* unused credits go back */
-	--j->handles;
-	kfree(handle);
-	return 0;
-}
-
-int kshim_handle_credits(const handle_t *handle) { return handle->credits; }
-uint64_t kshim_handle_tid(const handle_t *handle) { return handle->journal->tid; }
-
-int jbd2_journal_force_commit(journal_t *journal)
-{
-	struct super_block *sb = journal->sb;
-	uint32_t i;
-	long writes = 0;
-	if (journal->handles)
-		return -KSHIM_EINVAL;
-	for (i = 0; i < sb->ncache; ++i) {
-		struct buffer_head *bh = &sb->cache[i];
-		if (bh->b_in_use && bh->b_dirty && (bit(sb->running_map, bh->b_blocknr) || !bh->b_joined))
-			++writes;
-	}
-	/* As jbd2's log write: the whole transaction reaches the disk or none
-	 * of it does (then the transaction stays running: the caller aborts). */
-	if (sb->fail_write_after > 0) {
-		if (sb->fail_write_after <= writes) {
-			sb->fail_write_after = 0;
-			return -KSHIM_EIO;
-		}
-		sb->fail_write_after -= writes;
-	}
-	for (i = 0; i < sb->ncache; ++i) {
-		struct buffer_head *bh = &sb->cache[i];
-		if (!bh->b_in_use || !bh->b_dirty)
-			continue;
-		if (!bit(sb->running_map, bh->b_blocknr) && bh->b_joined) {
-			bh->b_dirty = 0; /* freed in this transaction: nothing to write */
-			continue;
-		}
-		memcpy(sb->disk + bh->b_blocknr * sb->blocksize, bh->b_data, sb->blocksize);
-		bh->b_dirty = 0;
-	}
-	for (i = 0; i < sb->ncache; ++i) {
-		struct buffer_head *bh = &sb->cache[i];
-		if (bh->b_frozen)
-			kfree(bh->b_frozen);
-		bh->b_frozen = NULL;
-		bh->b_joined = 0;
-		bh->b_created = 0;
-	}
-	memcpy(sb->committed_map, sb->running_map, (size_t)(sb->blocks + 7) / 8);
-	journal->reserved = 0;
-	++journal->tid;
-	return 0;
-}
-
-void jbd2_journal_abort(journal_t *journal, int error)
-{
-	struct super_block *sb = journal->sb;
-	uint32_t i;
-	(void)error;
-	for (i = 0; i < sb->ncache; ++i) {
-		struct buffer_head *bh = &sb->cache[i];
-		if (!bh->b_joined)
-			continue;
-		if (bh->b_frozen) {
-			memcpy(bh->b_data, bh->b_frozen, bh->b_size);
-			kfree(bh->b_frozen);
-			bh->b_frozen = NULL;
-			bh->b_dirty = 0;
-		} else {
-			bh->b_in_use = 0; /* created in the transaction: gone */
-			bh->b_dirty = 0;
-		}
-		bh->b_joined = 0;
-		bh->b_created = 0;
-	}
-	memcpy(sb->running_map, sb->committed_map, (size_t)(sb->blocks + 7) / 8);
-	journal->reserved = 0;
-	++journal->tid;
+	struct kglue_fs *fs = h->fs;
+	fs->reserved -= h->credits; /* unused credits go back */
+	--fs->handles;
+	kglue_free(h);
+	return fs->aborted ? -EROFS : 0;
 }

@@ -26,6 +26,7 @@ enum class [[nodiscard]] errc : int {
     exists = -17,          // EEXIST: unique insert of a key that is present
     invalid = -22,         // EINVAL: bad argument (unsorted bulk input, bad size)
     no_space = -28,        // ENOSPC: the storage has no free block
+    read_only = -30,       // EROFS: the journal was aborted; no change is accepted
     range = -34,           // ERANGE: a value or size out of its allowed range
     not_empty = -39,       // ENOTEMPTY: bulk load into a non-empty tree
     too_deep = -40,        // ELOOP: the tree would exceed max_height
@@ -46,6 +47,7 @@ enum class [[nodiscard]] errc : int {
     case errc::exists: return "key exists";
     case errc::invalid: return "invalid argument";
     case errc::no_space: return "no free block";
+    case errc::read_only: return "read-only (journal aborted)";
     case errc::range: return "out of range";
     case errc::not_empty: return "tree not empty";
     case errc::too_deep: return "tree height limit reached";
@@ -55,6 +57,32 @@ enum class [[nodiscard]] errc : int {
     case errc::corrupted: return "structure corrupted";
     }
     return "unknown error";
+}
+
+// A negative errno from outside (a C callback, a kernel call) as an errc:
+// the values errc names pass through, >= 0 is ok, anything else is errc::io.
+[[nodiscard]] constexpr errc from_errno(int r) noexcept {
+    if (r >= 0) return errc::ok;
+    const errc e = static_cast<errc>(r);
+    switch (e) {
+    case errc::ok:
+    case errc::not_found:
+    case errc::io:
+    case errc::no_memory:
+    case errc::busy:
+    case errc::exists:
+    case errc::invalid:
+    case errc::no_space:
+    case errc::read_only:
+    case errc::range:
+    case errc::not_empty:
+    case errc::too_deep:
+    case errc::not_supported:
+    case errc::no_credits:
+    case errc::bad_checksum:
+    case errc::corrupted: return e;
+    }
+    return errc::io;
 }
 
 // Either a value of type T or an error code. T must be trivially destructible

@@ -26,6 +26,17 @@ public:
         live_ = true;
         return *t;
     }
+    // T built from what make() returns, in place: a T returned by value is
+    // constructed straight into this storage (no copy on the caller's
+    // stack: what keeps large results such as verify reports off a small
+    // kernel stack).
+    template <class F>
+    T& emplace_from(F&& make) noexcept {
+        reset();
+        T* t = ::new (static_cast<void*>(buf_)) T(make());
+        live_ = true;
+        return *t;
+    }
     void reset() noexcept {
         if (live_) get().~T();
         live_ = false;

@@ -34,30 +34,7 @@
 
 namespace jbtree::c_api {
 
-// A callback's return value as an errc: the library's own values pass
-// through, anything else negative is an I/O failure.
-inline errc from_errno(int r) noexcept {
-    if (r >= 0) return errc::ok;
-    const errc e = static_cast<errc>(r);
-    switch (e) {
-    case errc::ok:
-    case errc::not_found:
-    case errc::io:
-    case errc::no_memory:
-    case errc::busy:
-    case errc::exists:
-    case errc::invalid:
-    case errc::no_space:
-    case errc::range:
-    case errc::not_empty:
-    case errc::too_deep:
-    case errc::not_supported:
-    case errc::no_credits:
-    case errc::bad_checksum:
-    case errc::corrupted: return e;
-    }
-    return errc::io;
-}
+// A callback's return value as an errc: jbtree::from_errno (base/errc.hpp).
 
 // A BlockDevice over the caller's callbacks.
 class callback_device {

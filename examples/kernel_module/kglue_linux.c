@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kglue.h over Linux: buffer heads, jbd2 and kmalloc, compiled by Kbuild
+ * against the real headers. A struct kglue_buf is a struct buffer_head, a
+ * struct kglue_handle a handle_t; the C++ side only ever holds pointers.
+ */
+#include <linux/buffer_head.h>
+#include <linux/jbd2.h>
+#include <linux/slab.h>
+
+#include "kmaps_linux.h"
+
+static inline struct buffer_head *to_bh(struct kglue_buf *b) { return (struct buffer_head *)b; }
+static inline struct kglue_buf *from_bh(struct buffer_head *bh) { return (struct kglue_buf *)bh; }
+static inline handle_t *to_handle(const struct kglue_handle *h) { return (handle_t *)h; }
+
+uint32_t kglue_block_size(struct kglue_fs *fs) { return fs->sb->s_blocksize; }
+
+struct kglue_buf *kglue_read(struct kglue_fs *fs, uint64_t blk, int *err)
+{
+	struct buffer_head *bh = sb_bread(fs->sb, blk);
+
+	*err = bh ? 0 : -EIO;
+	return from_bh(bh);
+}
+
+struct kglue_buf *kglue_new_block(struct kglue_fs *fs, int *err)
+{
+	handle_t *handle = journal_current_handle();
+	struct buffer_head *bh;
+	u64 blk;
+
+	if (!handle) {
+		*err = -EINVAL; /* maps change only inside a handle */
+		return NULL;
+	}
+	*err = fs->new_block(fs, handle, &blk);
+	if (*err)
+		return NULL;
+	bh = sb_getblk(fs->sb, blk);
+	if (!bh) {
+		fs->free_block(fs, handle, blk);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	/* As ext4 formats a new metadata block: zeroed under the buffer lock
+	 * and uptodate before get_create_access. */
+	lock_buffer(bh);
+	memset(bh->b_data, 0, bh->b_size);
+	set_buffer_uptodate(bh);
+	unlock_buffer(bh);
+	return from_bh(bh);
+}
+
+void kglue_free_block(struct kglue_fs *fs, uint64_t blk)
+{
+	fs->free_block(fs, journal_current_handle(), blk);
+}
+
+unsigned char *kglue_data(struct kglue_buf *b) { return (unsigned char *)to_bh(b)->b_data; }
+uint64_t kglue_blocknr(const struct kglue_buf *b) { return ((const struct buffer_head *)b)->b_blocknr; }
+void kglue_release(struct kglue_buf *b) { brelse(to_bh(b)); }
+
+struct kglue_handle *kglue_start(struct kglue_fs *fs, int credits, int revoke_credits, int *err)
+{
+	handle_t *h = jbd2__journal_start(fs->journal, credits, 0, revoke_credits, GFP_NOFS, 0, 0);
+
+	if (IS_ERR(h)) {
+		*err = PTR_ERR(h);
+		return NULL;
+	}
+	*err = 0;
+	return (struct kglue_handle *)h;
+}
+
+int kglue_extend(struct kglue_handle *h, int credits, int revoke_credits)
+{
+	return jbd2_journal_extend(to_handle(h), credits, revoke_credits);
+}
+
+int kglue_restart(struct kglue_handle *h, int credits, int revoke_credits)
+{
+	return jbd2__journal_restart(to_handle(h), credits, revoke_credits, GFP_NOFS);
+}
+
+int kglue_max_credits(struct kglue_fs *fs) { return fs->journal->j_max_transaction_buffers; }
+int kglue_credits_left(const struct kglue_handle *h) { return jbd2_handle_buffer_credits(to_handle(h)); }
+int kglue_revokes_left(const struct kglue_handle *h) { return to_handle(h)->h_revoke_credits; }
+uint64_t kglue_tid(const struct kglue_handle *h) { return to_handle(h)->h_transaction->t_tid; }
+
+int kglue_get_write_access(struct kglue_handle *h, struct kglue_buf *b)
+{
+	return jbd2_journal_get_write_access(to_handle(h), to_bh(b));
+}
+
+int kglue_get_create_access(struct kglue_handle *h, struct kglue_buf *b)
+{
+	return jbd2_journal_get_create_access(to_handle(h), to_bh(b));
+}
+
+int kglue_dirty_metadata(struct kglue_handle *h, struct kglue_buf *b)
+{
+	return jbd2_journal_dirty_metadata(to_handle(h), to_bh(b));
+}
+
+/* Created in the running transaction: drop it from the transaction
+ * (jbd2_journal_forget consumes the reference sb_find_get_block took). */
+int kglue_forget(struct kglue_handle *h, uint64_t blk)
+{
+	handle_t *handle = to_handle(h);
+	struct buffer_head *bh = sb_find_get_block(handle->h_transaction->t_journal->j_private, blk);
+
+	if (!bh)
+		return -EINVAL; /* a block created in this transaction is cached */
+	return jbd2_journal_forget(handle, bh);
+}
+
+/* Logged by an earlier transaction: revoke it, which also forgets a
+ * cached copy (the reference passes to jbd2_journal_revoke). */
+int kglue_revoke(struct kglue_handle *h, uint64_t blk)
+{
+	handle_t *handle = to_handle(h);
+	struct buffer_head *bh = sb_find_get_block(handle->h_transaction->t_journal->j_private, blk);
+
+	return jbd2_journal_revoke(handle, blk, bh);
+}
+
+int kglue_stop(struct kglue_handle *h) { return jbd2_journal_stop(to_handle(h)); }
+int kglue_force_commit(struct kglue_fs *fs) { return jbd2_journal_force_commit(fs->journal); }
+void kglue_abort(struct kglue_fs *fs, int err) { jbd2_journal_abort(fs->journal, err); }
+int kglue_aborted(struct kglue_fs *fs) { return is_journal_aborted(fs->journal) ? -EROFS : 0; }
+
+void *kglue_alloc(size_t size) { return kmalloc(size, GFP_NOFS); }
+void kglue_free(void *p) { kfree(p); }
