@@ -53,6 +53,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <optional>
 #include <set>
@@ -69,6 +70,7 @@ namespace {
 using S = memory_storage<>;
 using J = null_journal<S>;
 using ext2fs_adapter::stored_maps;
+using ext2fs_adapter::describe_map_error;
 
 constexpr int ok = 0;
 
@@ -323,8 +325,17 @@ int finish_query(const std::string& members, std::size_t missing, std::size_t to
     return fail(ecode::not_found, std::to_string(missing) + " of " + std::to_string(total) + " " + what, members);
 }
 
+// Why a map operation failed, naming the damaged node: why(slot, e),
+// slot one of ext2fs_adapter::map_slot_rmap, ...; and where: the node of a
+// map (rmap, refcount) holding a record that covers a block, or "".
+struct error_text {
+    std::function<std::string(std::uint32_t, errc)> why;
+    std::function<std::string(std::uint32_t, std::uint64_t)> covering;
+    std::string operator()(std::uint32_t slot, errc e) const { return why(slot, e); }
+};
+
 template <class RM>
-int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks) {
+int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks, const error_text& why) {
     const bool json = session.json;
     std::size_t missing = 0;
     std::string js = "\"owners\":[";
@@ -337,7 +348,7 @@ int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks) {
                 return true;
             });
             e != errc::ok)
-            return fail(read_error(e), "reading the rmap at block " + std::to_string(b) + ": " + describe(e));
+            return fail(read_error(e), "owners of block " + std::to_string(b) + ": " + why(ext2fs_adapter::map_slot_rmap, e));
         if (found.empty()) ++missing;
         if (json) {
             js += std::string(i ? "," : "") + "{\"block\":" + std::to_string(b) + ",\"owners\":[";
@@ -360,7 +371,7 @@ int cmd_owner(RM& rm, const std::vector<std::uint64_t>& blocks) {
 }
 
 template <class PM>
-int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes) {
+int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes, const error_text& why) {
     const bool json = session.json;
     std::size_t missing = 0;
     std::vector<unsigned char> buf(PM::path_buffer_size(256));
@@ -376,8 +387,8 @@ int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes) {
             jpaths += std::string(jpaths.empty() ? "" : ",") + json_string(e.path, e.size);
         });
         if (!r)
-            return fail(read_error(r.error()), "reading the parent pointers of inode " + std::to_string(ino) + ": " +
-                                                   describe(r.error()));
+            return fail(read_error(r.error()), "paths of inode " + std::to_string(ino) + ": " +
+                                                   why(ext2fs_adapter::map_slot_parent, r.error()));
         if (found.empty()) ++missing;
         if (json) {
             js += std::string(i ? "," : "") + "{\"inode\":" + std::to_string(ino) + ",\"paths\":[" + jpaths +
@@ -390,18 +401,27 @@ int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes) {
     return finish_query(js + "]", missing, inodes.size(), "inodes have no path");
 }
 
-template <class RC>
-int cmd_refcount(RC& rcm, const std::vector<std::uint64_t>& blocks) {
+template <class RC, class RM>
+int cmd_refcount(RC& rcm, RM& rm, const std::vector<std::uint64_t>& blocks, const error_text& why) {
     const bool json = session.json;
     std::string js = "\"refcounts\":[";
     if (!json) std::printf("Block\tRefcount\n");
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-        auto c = rcm.refcount_of(blocks[i]);
-        if (!c)
-            return fail(read_error(c.error()), "reading the refcount map at block " + std::to_string(blocks[i]) + ": " +
-                                                   describe(c.error()));
-        if (json) js += std::string(i ? "," : "") + "{\"block\":" + std::to_string(blocks[i]) + ",\"refcount\":" + std::to_string(*c) + "}";
-        else std::printf("%" PRIu64 "\t%" PRIu32 "\n", blocks[i], *c);
+        const std::uint64_t b = blocks[i];
+        // Checked against the rmap's data owners of the block: a refcount
+        // record can be wrong in ways no node check sees.
+        const auto c = ext2fs_adapter::checked_refcount(rcm, rm, b);
+        if (c.disagree) {
+            std::string where = why.covering(ext2fs_adapter::map_slot_refcount, b);
+            if (where.empty()) where = why.covering(ext2fs_adapter::map_slot_rmap, b);
+            return fail(ecode::corrupted, "refcount of block " + std::to_string(b) + ": the refcount map says " +
+                                              std::to_string(c.refcount) + ", the rmap has " + std::to_string(c.data_owners) +
+                                              " data owners" + (where.empty() ? "" : ": " + where));
+        }
+        if (c.error != errc::ok)
+            return fail(read_error(c.error), "refcount of block " + std::to_string(b) + ": " + why(c.slot, c.error));
+        if (json) js += std::string(i ? "," : "") + "{\"block\":" + std::to_string(b) + ",\"refcount\":" + std::to_string(c.refcount) + "}";
+        else std::printf("%" PRIu64 "\t%" PRIu32 "\n", b, c.refcount);
     }
     return finish_query(js + "]", 0, blocks.size(), "");
 }
@@ -412,16 +432,19 @@ int cmd_query(const std::string& cmd, const char* path, const std::vector<std::u
     image img;
     if (auto f = open_image(path, img)) return fail(*f);
     ext2_filsys fs = img.fs;
-    auto answer = [&](auto& rm, auto& rc, auto& pm) {
-        if (cmd == "owner") return cmd_owner(rm, nums);
-        if (cmd == "paths") return cmd_paths(pm, nums);
-        return cmd_refcount(rc, nums);
+    auto answer = [&](auto& rm, auto& rc, auto& pm, const error_text& why) {
+        if (cmd == "owner") return cmd_owner(rm, nums, why);
+        if (cmd == "paths") return cmd_paths(pm, nums, why);
+        return cmd_refcount(rc, rm, nums, why);
     };
     {
         stored_maps sm;
         std::string why;
         const errc e = sm.open(fs, why);
-        if (e == errc::ok && !sm.stale()) return answer(sm.rm(), sm.rc(), sm.pm());
+        if (e == errc::ok && !sm.stale())
+            return answer(sm.rm(), sm.rc(), sm.pm(),
+                          error_text{[&](std::uint32_t slot, errc x) { return sm.describe_error(slot, x); },
+                                     [&](std::uint32_t slot, std::uint64_t b) { return sm.node_covering(slot, b); }});
         if (e == errc::busy) // a scan would read metadata the journal is about to replace
             return fail(ext2fs_has_feature_journal_needs_recovery(fs->super) ? ecode::needs_recovery : ecode::busy, why);
         if (e == errc::ok) why = "they are stale (the filesystem changed since they were built)";
@@ -429,7 +452,14 @@ int cmd_query(const std::string& cmd, const char* path, const std::vector<std::u
     }
     memory_maps m;
     if (auto f = build_in_memory(fs, m)) return fail(*f);
-    return answer(*m.rm, *m.rc, *m.pm);
+    return answer(*m.rm, *m.rc, *m.pm,
+                  error_text{[&](std::uint32_t slot, errc x) {
+                                 const char* name = stored_maps::map_name(slot);
+                                 return slot == ext2fs_adapter::map_slot_rmap       ? describe_map_error(name, m.rm->tree(), x)
+                                        : slot == ext2fs_adapter::map_slot_refcount ? describe_map_error(name, m.rc->tree(), x)
+                                                                                    : describe_map_error(name, m.pm->tree(), x);
+                             },
+                             [](std::uint32_t, std::uint64_t) { return std::string(); }});
 }
 
 struct build_progress {
@@ -575,16 +605,25 @@ int cmd_check(const char* path) {
     auto rv = sm.rm().verify();
     auto cv = sm.rc().verify();
     auto pv = sm.pm().verify();
-    if (!rv.clean()) note(ecode::corrupted, "the rmap tree fails verification (" + std::to_string(rv.tree.problem_count + rv.problem_count) + " problems)");
-    if (!cv.clean()) note(ecode::corrupted, "the refcount tree fails verification (" + std::to_string(cv.tree.problem_count + cv.problem_count) + " problems)");
-    if (!pv.clean()) note(ecode::corrupted, "the parent pointer tree fails verification (" + std::to_string(pv.tree.problem_count + pv.problem_count) + " problems)");
+    auto failed_verify = [&](std::uint32_t slot, const auto& rep, std::uint64_t problems) {
+        note(ecode::corrupted, std::string("the ") + stored_maps::map_name(slot) + " tree fails verification (" +
+                                   std::to_string(problems) + (problems == 1 ? " problem" : " problems") +
+                                   "; first: " + sm.describe_verify(slot, rep) + ")");
+    };
+    if (!rv.clean()) failed_verify(ext2fs_adapter::map_slot_rmap, rv, rv.tree.problem_count + rv.problem_count);
+    if (!cv.clean()) failed_verify(ext2fs_adapter::map_slot_refcount, cv, cv.tree.problem_count + cv.problem_count);
+    if (!pv.clean())
+        failed_verify(ext2fs_adapter::map_slot_parent, pv, pv.tree.problem_count + pv.problem_count + (pv.walk_error != errc::ok));
     const bool trees_ok = rv.clean() && cv.clean() && pv.clean();
     if (trees_ok) {
         std::vector<unsigned char> seen((sm.vol().end_block() - sm.vol().data_start() + 7) / 8);
         auto own = check_ownership(sm.vol(), seen.data(), seen.size(), sm.rm().tree(), sm.rc().tree(), sm.pm().tree());
         if (!own.clean())
             note(ecode::corrupted, "the maps' volume accounts its blocks wrongly (" + std::to_string(own.problem_count) +
-                                     " problems: leaked, unallocated or doubly owned nodes)");
+                                     " problems: leaked, unallocated or doubly owned nodes; first: block " +
+                                     std::to_string(own.problems[0].block) + ": " + describe(own.problems[0].kind) +
+                                     (own.problems[0].error != errc::ok ? std::string(": ") + describe(own.problems[0].error) : "") +
+                                     ")");
     }
     // Both ways against the filesystem.
     std::uint64_t rmap_missing = 0, rmap_extra = 0, pp_diff = 0, rc_diff = 0;
@@ -611,7 +650,7 @@ int cmd_check(const char* path) {
                 return true;
             });
             fe != errc::ok) {
-            note(read_error(fe), std::string("the rmap cannot be read: ") + describe(fe));
+            note(read_error(fe), "the rmap cannot be read: " + sm.describe_error(ext2fs_adapter::map_slot_rmap, fe));
             return finish("damaged");
         }
         auto less = [](const rmap_record& a, const rmap_record& b) {
@@ -633,7 +672,12 @@ int cmd_check(const char* path) {
         std::vector<std::uint64_t> ends(ext2fs_adapter::map_sweep_capacity);
         auto src = sm.rm().extents();
         auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [](std::uint64_t, std::uint64_t, std::uint32_t, std::uint32_t) {});
-        if (!cc) note(read_error(cc.error()), std::string("refcount cross-check failed: ") + describe(cc.error()));
+        if (!cc) { // it reads both maps: name the one with a damaged node
+            std::string w = sm.describe_error(ext2fs_adapter::map_slot_refcount, cc.error());
+            if (sm.rc().tree().last_fault().what == node_fault::none && w.find(" node at block ") == std::string::npos)
+                w = sm.describe_error(ext2fs_adapter::map_slot_rmap, cc.error());
+            note(read_error(cc.error()), "refcount cross-check failed: " + w);
+        }
         else if (*cc) note(ecode::corrupted, std::to_string(*cc) + " refcount stretches disagree with the rmap");
         rc_diff = cc ? *cc : 0;
         std::set<std::tuple<std::uint64_t, std::uint64_t, std::string>> entries;
@@ -652,7 +696,9 @@ int cmd_check(const char* path) {
                     first_pp = std::string(describe(m)) + ": inode " + std::to_string(c) + " in directory " + std::to_string(p) +
                                " as \"" + std::string(reinterpret_cast<const char*>(n.data), n.size) + "\"";
             });
-        if (!pc) note(read_error(pc.error()), std::string("parent pointer cross-check failed: ") + describe(pc.error()));
+        if (!pc)
+            note(read_error(pc.error()),
+                 "parent pointer cross-check failed: " + sm.describe_error(ext2fs_adapter::map_slot_parent, pc.error()));
         else if (*pc) note(ecode::maps_inconsistent, std::to_string(*pc) + " parent pointers disagree with the directories (first: " + first_pp + ")");
         pp_diff = pc ? *pc : 0;
     }

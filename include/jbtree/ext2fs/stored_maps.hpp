@@ -205,6 +205,86 @@ inline std::uint64_t realtime_ns(void*) noexcept {
     return z;
 }
 
+// ---- saying what is damaged -------------------------------------------------------------
+//
+// A map operation that fails because of a damaged node (errc::corrupted,
+// errc::bad_checksum) leaves the node and the check it failed in the
+// tree's last_fault(): these turn that, and verify()'s reports, into words
+// naming the map and the block, e.g. "rmap node at block 1234: keys
+// outside the parent's separator range".
+
+// Why an operation on `map` (its tree `t`) failed with `e`.
+template <class Tree>
+[[nodiscard]] std::string describe_map_error(const char* map, const Tree& t, errc e) {
+    const node_fault_info& f = t.last_fault();
+    if ((e == errc::corrupted || e == errc::bad_checksum) && f.what != node_fault::none)
+        return std::string(map) + " node at block " + std::to_string(f.block) + ": " + describe(f.what);
+    return std::string(map) + ": " + describe(e);
+}
+
+// One problem btree::verify() found, with its block.
+[[nodiscard]] inline std::string describe_tree_problem(const char* map, const verify_problem& p) {
+    std::string s = std::string(map) + " node at block " + std::to_string(p.blkno) + ": ";
+    switch (p.kind) {
+    case problem_kind::bad_node: return s + describe(p.fault);
+    case problem_kind::read_error: return s + "cannot be read: " + describe(p.error);
+    case problem_kind::record_count:
+    case problem_kind::bad_anchor: return std::string(map) + " tree: " + describe(p.kind);
+    default: return s + describe(p.kind) + " (entry " + std::to_string(p.index) + ")";
+    }
+}
+
+// The first problem of a map's verify() report, in words (the tree's
+// structure first: the record checks run only on a sound tree).
+template <class Report>
+[[nodiscard]] std::string describe_first_problem(const char* map, const Report& r) {
+    if (!r.tree.clean()) return describe_tree_problem(map, r.tree.problems[0]);
+    if constexpr (requires { r.walk_error; }) { // parent pointers
+        if (r.walk_error != errc::ok) return std::string(map) + ": record walk failed: " + describe(r.walk_error);
+        if (r.problem_count)
+            return std::string(map) + " record of inode " + std::to_string(r.problems[0].key.child) + " in directory " +
+                   std::to_string(r.problems[0].key.parent) + ": " + describe(r.problems[0].kind);
+    } else if (r.problem_count) {
+        const auto& p = r.problems[0];
+        if (p.error != errc::ok) return std::string(map) + ": " + describe(p.kind) + ": " + describe(p.error);
+        return std::string(map) + " record at block " + std::to_string(p.start) + ": " + describe(p.kind);
+    }
+    return std::string(map) + ": clean";
+}
+
+// The refcount of `block`, checked against the rmap it is derived from:
+// the number of rmap data records (rmap_is_data) covering the block must
+// be the refcount map's count when it has a record there (>= 2), and at
+// most 1 when it has none. A disagreement is damage no single node shows
+// (a refcount record lengthened over its neighbour's blocks, a count or an
+// owner changed): errc::corrupted and `disagree`, with both numbers. Any
+// other error is the failed map's (`slot`: map_slot_refcount or
+// map_slot_rmap).
+struct checked_refcount_result {
+    errc error = errc::ok;
+    bool disagree = false;
+    std::uint32_t slot = map_slot_refcount;
+    std::uint32_t refcount = 1;      // what the refcount map says
+    std::uint64_t data_owners = 0;   // what the rmap says
+};
+template <class RC, class RM>
+[[nodiscard]] checked_refcount_result checked_refcount(RC& rc, RM& rm, std::uint64_t block) noexcept {
+    checked_refcount_result r;
+    auto c = rc.refcount_of(block);
+    if (!c) return r.error = c.error(), r;
+    r.refcount = *c;
+    r.slot = map_slot_rmap;
+    if (const errc e = rm.owners_of(block, [&](const rmap_record& x) noexcept {
+            r.data_owners += rmap_is_data(x.owner, x.flags);
+            return true;
+        });
+        e != errc::ok)
+        return r.error = e, r;
+    const bool agree = r.refcount >= 2 ? r.data_owners == r.refcount : r.data_owners <= 1;
+    if (!agree) r.error = errc::corrupted, r.disagree = true;
+    return r;
+}
+
 // ---- the stored maps of an open image --------------------------------------------------------
 
 class stored_maps {
@@ -257,8 +337,8 @@ public:
         volume_problem vp = volume_problem::none;
         e = vol_->open({}, &vp, nullptr, volume_location{file_.first, ext_.data(), n});
         if (e != errc::ok) {
-            why = std::string("the maps' volume: ") + describe(e) +
-                  (vp != volume_problem::none ? std::string(" (") + describe(vp) + ")" : std::string());
+            why = std::string("the maps' volume superblock at block ") + std::to_string(file_.first) + ": " +
+                  (vp != volume_problem::none ? describe(vp) : describe(e));
             return e == errc::busy ? e : errc::corrupted;
         }
         if (vol_->block_count() != file_.blocks) {
@@ -282,13 +362,77 @@ public:
         auto rc = refcount_map<S, J>::open(vol_->store(), vol_->journal(), *a1);
         auto pm = parent_map<S, J>::open(vol_->store(), vol_->journal(), *a2);
         if (!rm || !rc || !pm) {
-            why = "a tree's root cannot be read";
+            why = !rm   ? root_problem<rmap_traits>("rmap", *a0, rm.error())
+                  : !rc ? root_problem<refcount_traits>("refcount", *a1, rc.error())
+                        : root_problem<parent_map_traits<>>("parent pointer", *a2, pm.error());
             return errc::corrupted;
         }
         rm_.emplace(std::move(*rm));
         rc_.emplace(std::move(*rc));
         pm_.emplace(std::move(*pm));
         return errc::ok;
+    }
+
+    // Why an operation on the stored tree of `slot` (map_slot_rmap, ...)
+    // failed with `e`, naming the damaged node: the one in its last_fault();
+    // or, when a node points outside the map file (the volume refuses to
+    // read such a block: errc::range, and no node is blamed), the node that
+    // holds the pointer, found by reading the tree's nodes in the map file.
+    [[nodiscard]] std::string describe_error(std::uint32_t slot, errc e) {
+        if (slot == map_slot_rmap) return tree_error<rmap_traits>(map_name(slot), rm_->tree(), e);
+        if (slot == map_slot_refcount) return tree_error<refcount_traits>(map_name(slot), rc_->tree(), e);
+        return tree_error<parent_map_traits<>>(map_name(slot), pm_->tree(), e);
+    }
+    // The first problem of the verify() report `r` of the tree in `slot`, in
+    // words (a read the volume refused: the node pointing there).
+    template <class Report>
+    [[nodiscard]] std::string describe_verify(std::uint32_t slot, const Report& r) {
+        if (!r.tree.clean() && r.tree.problems[0].kind == problem_kind::read_error && r.tree.problems[0].error == errc::range)
+            return describe_error(slot, errc::range);
+        std::string s = describe_first_problem(map_name(slot), r);
+        if (!r.tree.clean() || !r.problem_count) return s;
+        // A record's problem: in which node.
+        std::string where;
+        if constexpr (requires { r.walk_error; }) {
+            const parent_key want = r.problems[0].key;
+            where = leaf_with<parent_map_traits<>>(slot, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
+                const parent_key k = parent_map_traits<>::decode_key(lay.key(n, true, i));
+                return parent_map_traits<>::compare(k, want) == 0 ? "of inode " + std::to_string(k.child) : std::string();
+            });
+        } else if (r.problems[0].error == errc::ok) {
+            const std::uint64_t start = r.problems[0].start;
+            auto at = [&](auto traits) {
+                using T = decltype(traits);
+                return leaf_with<T>(slot, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
+                    return load_le<std::uint64_t>(lay.key(n, true, i)) == start ? "at block " + std::to_string(start) : std::string();
+                });
+            };
+            where = slot == map_slot_rmap ? at(rmap_traits{}) : at(refcount_traits{});
+        }
+        return where.empty() ? s : s + ", in the " + where;
+    }
+    // The node of the stored rmap or refcount map (`slot`) holding a record
+    // that covers `block` (an rmap data record), e.g. "refcount node at
+    // block 9495 (record 552+4)"; "" if none is found.
+    [[nodiscard]] std::string node_covering(std::uint32_t slot, std::uint64_t block) {
+        if (slot == map_slot_rmap)
+            return leaf_with<rmap_traits>(slot, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
+                const rmap_key k = rmap_traits::decode_key(lay.key(n, true, i));
+                const rmap_value v = rmap_traits::decode_value(lay.payload(n, true, i));
+                return k.start <= block && block - k.start < v.length && rmap_is_data(k.owner, v.flags)
+                           ? std::to_string(k.start) + "+" + std::to_string(v.length) + " owner " + std::to_string(k.owner)
+                           : std::string();
+            });
+        return leaf_with<refcount_traits>(slot, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
+            const std::uint64_t k = refcount_traits::decode_key(lay.key(n, true, i));
+            const refcount_value v = refcount_traits::decode_value(lay.payload(n, true, i));
+            return k <= block && block - k < v.length
+                       ? std::to_string(k) + "+" + std::to_string(v.length) + " count " + std::to_string(v.refcount)
+                       : std::string();
+        });
+    }
+    [[nodiscard]] static const char* map_name(std::uint32_t slot) noexcept {
+        return slot == map_slot_rmap ? "rmap" : slot == map_slot_refcount ? "refcount" : "parent pointer";
     }
 
     [[nodiscard]] const map_file& file() const noexcept { return file_; }
@@ -302,6 +446,87 @@ public:
     [[nodiscard]] parent_map<S, J>& pm() noexcept { return *pm_; }
 
 private:
+    // Why a tree's open failed: btree::open validated its root and dropped
+    // the tree; validate the root again here to name the check it fails.
+    template <class Traits>
+    [[nodiscard]] std::string root_problem(const char* map, const tree_anchor& a, errc e) {
+        const std::string root = std::to_string(a.root);
+        if (a.root == 0 || a.height == 0 || a.height > max_height)
+            return std::string("the ") + map + " tree's anchor is inconsistent (root " + root + ", height " +
+                   std::to_string(a.height) + ")";
+        auto b = vol_->store().read(a.root);
+        if (!b) return std::string(map) + " root node at block " + root + ": cannot be read: " + describe(b.error());
+        const node_layout<Traits> lay(fs_->blocksize);
+        const node_expectation want{a.root, a.tree_id, a.height - 1u, vol_->store().checksums(), vol_->store().checksum_seed()};
+        const node_fault f = check_node(lay, b->data(), want);
+        return std::string(map) + " root node at block " + root + ": " + (f != node_fault::none ? describe(f) : describe(e));
+    }
+
+    template <class Traits, class Tree>
+    [[nodiscard]] std::string tree_error(const char* map, const Tree& t, errc e) {
+        if (e == errc::range) {
+            const std::string s = outside_pointer<Traits>(map, t.anchor().tree_id);
+            if (!s.empty()) return s;
+        }
+        return describe_map_error(map, t, e);
+    }
+    // The first node of tree `id` (in block order; a sound node: checksum,
+    // header) with a child or sibling pointer outside the volume's data
+    // area. One read of each allocated block: only on an error path.
+    template <class Traits>
+    [[nodiscard]] std::string outside_pointer(const char* map, std::uint32_t id) {
+        const node_layout<Traits> lay(fs_->blocksize);
+        const std::uint64_t lo = vol_->data_start(), hi = vol_->end_block();
+        auto outside = [&](std::uint64_t b) { return b < lo || b >= hi; };
+        for (std::uint64_t b = lo; b < hi; ++b) {
+            if (!vol_->allocated(b)) continue;
+            auto r = vol_->store().read(b);
+            if (!r) continue;
+            const unsigned char* n = r->data();
+            const node_header* h = header_of(n);
+            if (h->magic.get() != Traits::magic || h->tree_id.get() != id) continue;
+            const unsigned level = h->level.get();
+            const node_expectation want{b, id, level, vol_->store().checksums(), vol_->store().checksum_seed(), false};
+            if (check_node(lay, n, want) != node_fault::none) continue;
+            const std::string at = std::string(map) + " node at block " + std::to_string(b) + ": ";
+            if (level == 0) {
+                for (const std::uint64_t s : {h->left.get(), h->right.get()})
+                    if (s && outside(s)) return at + "sibling link " + std::to_string(s) + " outside the map file";
+                continue;
+            }
+            for (std::uint32_t i = 0; i < node_layout<Traits>::count(n); ++i)
+                if (const std::uint64_t c = node_layout<Traits>::child(lay.payload(n, false, i)); outside(c))
+                    return at + "child pointer " + std::to_string(c) + " (entry " + std::to_string(i) + ") outside the map file";
+        }
+        return {};
+    }
+
+    // Every sound leaf of the tree in `slot`, in block order: the first with
+    // a record `show(layout, node, index)` describes (non-empty), as "MAP
+    // node at block N (record TEXT)". One read of each allocated block:
+    // only on an error path.
+    template <class Traits, class Show>
+    [[nodiscard]] std::string leaf_with(std::uint32_t slot, Show show) {
+        const node_layout<Traits> lay(fs_->blocksize);
+        const std::uint32_t id = slot == map_slot_rmap ? rm_->tree().anchor().tree_id
+                                 : slot == map_slot_refcount ? rc_->tree().anchor().tree_id
+                                                             : pm_->tree().anchor().tree_id;
+        for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
+            if (!vol_->allocated(b)) continue;
+            auto r = vol_->store().read(b);
+            if (!r) continue;
+            const unsigned char* n = r->data();
+            if (header_of(n)->magic.get() != Traits::magic || header_of(n)->tree_id.get() != id || header_of(n)->level.get() != 0)
+                continue;
+            const node_expectation want{b, id, 0, vol_->store().checksums(), vol_->store().checksum_seed(), false};
+            if (check_node(lay, n, want) != node_fault::none) continue;
+            for (std::uint32_t i = 0; i < node_layout<Traits>::count(n); ++i)
+                if (const std::string t = show(lay, n, i); !t.empty())
+                    return std::string(map_name(slot)) + " node at block " + std::to_string(b) + " (record " + t + ")";
+        }
+        return {};
+    }
+
     ext2_filsys fs_ = nullptr;
     map_file file_{};
     std::vector<jbd2::log_extent> ext_;
