@@ -715,8 +715,10 @@ int cmd_check(const char* path) {
 
 // Replay the journal with jbtree's recovery, then finish the ext4
 // superblock as e2fsck -E journal_only does: needs_recovery cleared, a
-// failed replay clears "valid", a corrupt commit marks the filesystem as
-// having errors (and clears the journal's s_errno again).
+// failed replay clears "valid", an error flag the superblock had before the
+// replay is kept (e2fsck 1.47.1 and later), and an error number in the
+// journal superblock (a corrupt commit, or a journal aborted before the
+// crash) marks the filesystem as having errors and is cleared.
 int cmd_replay(const char* path) {
     ext2_filsys fs = nullptr;
     if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs))
@@ -736,6 +738,7 @@ int cmd_replay(const char* path) {
     std::vector<unsigned char> a(dev.block_size()), b(dev.block_size());
     std::vector<jbd2::revoke_entry> slots(1u << 16);
     jbd2::recovery_info info;
+    const bool had_errors = fs->super->s_state & EXT2_ERROR_FS; // as read before the replay
     e = jbd2::recover(log, {a.data(), b.data(), slots.data(), slots.size()}, info);
     (void)dev.flush(); // recover() flushes what it wrote; this is for the io_channel cache
     // libext2fs still holds the superblock and descriptors from before the
@@ -752,12 +755,15 @@ int cmd_replay(const char* path) {
     if (errcode_t oe = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs))
         return fail(ecode::io, std::string("cannot open again after the replay: ") + error_message(oe));
     ext2fs_clear_feature_journal_needs_recovery(fs->super);
+    if (had_errors) fs->super->s_state |= EXT2_ERROR_FS;
     if (e != errc::ok) fs->super->s_state &= static_cast<__u16>(~EXT2_VALID_FS);
-    if (info.failed_commit) {
-        fs->super->s_state |= EXT2_ERROR_FS;
-        ext2fs_adapter::io_device dev2(fs); // over the filesystem opened again
-        if (dev2.read_blocks(ext[0].start, 1, a.data()) == errc::ok) { // the journal superblock
-            auto* jsb = reinterpret_cast<jbd2::superblock*>(a.data());
+    bool journal_errno = false;
+    ext2fs_adapter::io_device dev2(fs); // over the filesystem opened again
+    if (dev2.read_blocks(ext[0].start, 1, a.data()) == errc::ok) { // the journal superblock
+        auto* jsb = reinterpret_cast<jbd2::superblock*>(a.data());
+        if (jsb->s_errno.get() != 0) {
+            journal_errno = true;
+            fs->super->s_state |= EXT2_ERROR_FS;
             jsb->s_errno.set(0);
             if (jsb->s_feature_incompat.get() & (jbd2::incompat_csum_v2 | jbd2::incompat_csum_v3))
                 jsb->s_checksum.set(jbd2::superblock_checksum(a.data()));
@@ -771,11 +777,12 @@ int cmd_replay(const char* path) {
         std::printf("%s: %" PRIu64 " transactions replayed, %" PRIu64 " blocks written, %" PRIu64 " revoked%s\n", path,
                     info.transactions, info.replayed, info.revoke_hits,
                     info.failed_commit ? "; a commit block failed its checksum: the filesystem is marked with errors"
+                    : journal_errno    ? "; the journal recorded an error: the filesystem is marked with errors"
                                        : "");
     else
-        return fail(ecode::corrupted, std::string("the journal is damaged (") + describe(e) + "): replayed the " +
-                                          std::to_string(info.transactions) + " complete transactions before the damage (" +
-                                          std::to_string(info.replayed) + " blocks); the filesystem is marked not clean");
+        return fail(ecode::corrupted, std::string("the journal is damaged (") + describe(e) + "): replayed " +
+                                          std::to_string(info.transactions) + " transactions (" +
+                                          std::to_string(info.replayed) + " blocks) as e2fsck does; the filesystem is marked not clean");
     return ok;
 }
 
