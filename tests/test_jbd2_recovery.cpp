@@ -9,7 +9,9 @@
 
 #include <jbtree/ext2fs/io_device.hpp>
 #include <jbtree/ext2fs/journal_extents.hpp>
+#include <jbtree/journal/jbd2_mkjournal.hpp>
 #include <jbtree/journal/jbd2_recovery.hpp>
+#include <jbtree/storage/memory_device.hpp>
 
 #include <ext2fs/ext2fs.h>
 
@@ -312,4 +314,272 @@ TEST_CASE("ext2fs adapter: range, read-only and no-journal errors") {
     CHECK(n == 0);
     ext2fs_close_free(&efs);
     fs::remove_all(tmpl);
+}
+
+namespace {
+
+// A journal written by hand, block by block, into a memory device: blocks
+// [jstart, jstart + 64) are the journal (a log_area), the rest are home
+// blocks. For the rules of docs/journal.md ("Damaged journals") that the
+// e2fsck campaign (test_jbd2_damage.cpp) meets rarely or never: the
+// refusals, and the error/async rules at library level.
+struct hand_journal {
+    static constexpr std::uint32_t bs = 1024, blocks = 512, jstart = 300, jlen = 64;
+    std::vector<unsigned char> mem = std::vector<unsigned char>(std::size_t{bs} * blocks, 0);
+    memory_device dev{mem.data(), bs, blocks};
+    jbd2::log_extent ext{jstart, jlen};
+    jbd2::log_area<memory_device> log{dev, &ext, 1};
+    jbd2::format f;
+    std::uint32_t next = 1, tid = 1, first_tid = 1;
+    std::uint64_t time = 1000;
+    std::vector<unsigned char> buf = std::vector<unsigned char>(bs);
+
+    explicit hand_journal(const jbd2::journal_features& feat, std::uint32_t extra_incompat = 0) {
+        const unsigned char uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+        REQUIRE(jbd2::make_journal(log, feat, uuid, buf.data()) == errc::ok);
+        REQUIRE(log.read_log(0, buf.data()) == errc::ok);
+        auto* sb = reinterpret_cast<jbd2::superblock*>(buf.data());
+        sb->s_feature_incompat.set(sb->s_feature_incompat.get() | extra_incompat);
+        sb->s_start.set(1);
+        if (sb->s_checksum_type) sb->s_checksum.set(jbd2::superblock_checksum(buf.data()));
+        REQUIRE(log.write_log(0, buf.data()) == errc::ok);
+        f = jbd2::format{bs, sb->s_feature_compat.get(), sb->s_feature_incompat.get(),
+                         sb->s_checksum_type ? crc32c_raw(~0u, sb->s_uuid, 16) : 0u};
+        tid = first_tid = sb->s_sequence.get();
+    }
+    void header(unsigned char* b, jbd2::block_type t) {
+        fill_bytes(b, 0, bs);
+        store_be<std::uint32_t>(b, jbd2::magic);
+        store_be<std::uint32_t>(b + 4, static_cast<std::uint32_t>(t));
+        store_be<std::uint32_t>(b + 8, tid);
+    }
+    void put(const unsigned char* b) {
+        REQUIRE(log.write_log(next, b) == errc::ok);
+        next = next + 1 >= jlen ? 1 : next + 1;
+    }
+    void tail(unsigned char* b) {
+        if (f.csum_v2or3()) store_be<std::uint32_t>(b + bs - 4, jbd2::tail_checksum(f, b));
+    }
+    // A descriptor for `homes` (tags as the format wants), then their data:
+    // block i filled with fill + i. bad_data: the data block of that index
+    // is damaged after its checksum was taken. n_tags: more tags than homes
+    // (their data blocks are zero), to make the count point anywhere.
+    void descriptor(const std::vector<std::uint64_t>& homes, unsigned char fill, int bad_data = -1) {
+        std::vector<unsigned char> d(bs);
+        header(d.data(), jbd2::block_type::descriptor);
+        std::vector<std::vector<unsigned char>> data;
+        std::uint32_t off = 12;
+        for (std::size_t i = 0; i < homes.size(); ++i) {
+            data.emplace_back(bs, static_cast<unsigned char>(fill + i));
+            std::uint16_t flags = i ? jbd2::tag_same_uuid : 0;
+            if (i + 1 == homes.size()) flags |= jbd2::tag_last;
+            unsigned char* t = d.data() + off;
+            store_be<std::uint32_t>(t, static_cast<std::uint32_t>(homes[i]));
+            const std::uint32_t c = jbd2::tag_checksum(f, tid, data.back().data());
+            if (f.csum_v3()) {
+                store_be<std::uint32_t>(t + 4, flags);
+                store_be<std::uint32_t>(t + 8, static_cast<std::uint32_t>(homes[i] >> 32));
+                store_be<std::uint32_t>(t + 12, c);
+            } else {
+                if (f.csum_v2()) store_be<std::uint16_t>(t + 4, static_cast<std::uint16_t>(c));
+                store_be<std::uint16_t>(t + 6, flags);
+                if (f.has_64bit()) store_be<std::uint32_t>(t + 8, static_cast<std::uint32_t>(homes[i] >> 32));
+            }
+            off += f.tag_bytes() + (i ? 0 : 16);
+        }
+        tail(d.data());
+        put(d.data());
+        for (std::size_t i = 0; i < data.size(); ++i) {
+            if (static_cast<int>(i) == bad_data) data[i][7] ^= 1;
+            put(data[i].data());
+        }
+    }
+    void revoke(const std::vector<std::uint64_t>& blks) {
+        header(buf.data(), jbd2::block_type::revoke);
+        const std::uint32_t rl = f.revoke_record_bytes();
+        std::uint32_t off = jbd2::revoke_header_size;
+        for (std::uint64_t b : blks) {
+            if (rl == 8) store_be<std::uint64_t>(buf.data() + off, b);
+            else store_be<std::uint32_t>(buf.data() + off, static_cast<std::uint32_t>(b));
+            off += rl;
+        }
+        store_be<std::uint32_t>(buf.data() + 12, off);
+        tail(buf.data());
+        put(buf.data());
+    }
+    void commit(bool good = true) {
+        header(buf.data(), jbd2::block_type::commit);
+        store_be<std::uint64_t>(buf.data() + jbd2::commit_sec_offset, ++time);
+        if (f.csum_v2or3()) store_be<std::uint32_t>(buf.data() + jbd2::commit_chksum_offset, jbd2::commit_checksum(f, buf.data()) ^ (good ? 0u : 1u));
+        put(buf.data());
+        ++tid;
+    }
+    std::uint8_t home_byte(std::uint64_t blk) const { return mem[blk * bs + 100]; }
+    jbd2::superblock jsb() const {
+        jbd2::superblock sb;
+        std::memcpy(&sb, mem.data() + std::size_t{jstart} * bs, sizeof sb);
+        return sb;
+    }
+    errc recover(jbd2::recovery_info& info, std::size_t revoke_slots = 256) {
+        std::vector<unsigned char> a(bs), b(bs);
+        std::vector<jbd2::revoke_entry> slots(revoke_slots);
+        return jbd2::recover(log, {a.data(), b.data(), slots.data(), slots.size()}, info);
+    }
+};
+
+// log_area, vetted through check_home(blk): refuses one chosen block.
+struct picky_log : jbd2::log_area<memory_device> {
+    using log_area::log_area;
+    std::uint64_t no = 0;
+    errc check_home(std::uint64_t blk) noexcept { return blk == no ? errc::invalid : errc::ok; }
+};
+static_assert(jbd2::MappedLog<jbd2::log_area<memory_device>>);
+static_assert(jbd2::HomeChecker<picky_log>);
+
+} // namespace
+
+TEST_CASE("recovery refuses, writing nothing, what e2fsck's result cannot be reproduced for") {
+    SUBCASE("a home block past the end of the filesystem, even in a revoked tag") {
+        hand_journal h({});
+        h.descriptor({10, 11}, 0x40);
+        h.commit();
+        h.descriptor({12, 600}, 0x50); // 600: past the 512-block device
+        h.revoke({600});
+        h.commit();
+        const std::vector<unsigned char> before = h.mem;
+        jbd2::recovery_info info;
+        CHECK(h.recover(info) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::home_refused);
+        CHECK(info.refused_block == 600);
+        CHECK(h.mem == before);
+    }
+    SUBCASE("a home block inside the journal") {
+        hand_journal h({});
+        h.descriptor({10, hand_journal::jstart + 40}, 0x40);
+        h.commit();
+        const std::vector<unsigned char> before = h.mem;
+        jbd2::recovery_info info;
+        CHECK(h.recover(info) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::home_refused);
+        CHECK(info.refused_block == hand_journal::jstart + 40);
+        CHECK(h.mem == before);
+    }
+    SUBCASE("a home block the device's check_home() refuses") {
+        hand_journal h({});
+        h.descriptor({10, 11, 12}, 0x40);
+        h.commit();
+        const std::vector<unsigned char> before = h.mem;
+        picky_log picky(h.dev, &h.ext, 1);
+        picky.no = 11;
+        std::vector<unsigned char> a(h.bs), b(h.bs);
+        std::vector<jbd2::revoke_entry> slots(64);
+        jbd2::recovery_info info;
+        CHECK(jbd2::recover(picky, {a.data(), b.data(), slots.data(), slots.size()}, info) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::home_refused);
+        CHECK(info.refused_block == 11);
+        CHECK(h.mem == before);
+    }
+    SUBCASE("more revoked blocks than the revoke table holds") {
+        hand_journal h({});
+        h.descriptor({10}, 0x40);
+        h.revoke({20, 21, 22, 23, 24, 25, 26, 27, 28, 29});
+        h.commit();
+        const std::vector<unsigned char> before = h.mem;
+        jbd2::recovery_info info;
+        CHECK(h.recover(info, 8) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::revoke_table_full);
+        CHECK(h.mem == before);
+    }
+    SUBCASE("a log that runs round the whole journal") {
+        // No checksums: a descriptor whose 62 tags cover the rest of the
+        // 63-block log area points back at itself, with the same tid.
+        hand_journal h({false, false, false, 1});
+        std::vector<std::uint64_t> homes;
+        for (std::uint64_t i = 0; i < 62; ++i) homes.push_back(100 + i);
+        h.descriptor(homes, 0x40);
+        CHECK(h.next == 1); // wrapped round to the descriptor
+        const std::vector<unsigned char> before = h.mem;
+        jbd2::recovery_info info;
+        CHECK(h.recover(info) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::log_runs_round);
+        CHECK(h.mem == before);
+    }
+}
+
+TEST_CASE("recovery: a failed commit is recorded only when the replay succeeds; async commit goes on") {
+    SUBCASE("a bad data block, then a bad commit: not clean, no s_errno, s_sequence kept") {
+        hand_journal h({});
+        h.descriptor({10, 11}, 0x40, 1); // 11's logged copy damaged
+        h.commit();
+        h.descriptor({12}, 0x50);
+        h.commit(false);
+        jbd2::recovery_info info;
+        CHECK(h.recover(info) == errc::bad_checksum);
+        CHECK(info.replayed == 1);
+        CHECK(info.bad_blocks == 1);
+        CHECK(h.home_byte(10) == 0x40);
+        CHECK(h.home_byte(11) == 0);
+        CHECK(h.home_byte(12) == 0);
+        CHECK(info.failed_commit == 0);
+        CHECK(h.jsb().s_errno.get() == 0);
+        CHECK(h.jsb().s_start.get() == 0);
+        CHECK(h.jsb().s_sequence.get() == h.first_tid);
+    }
+    SUBCASE("a bad commit alone: recorded in s_errno") {
+        hand_journal h({});
+        h.descriptor({10}, 0x40);
+        h.commit();
+        h.descriptor({12}, 0x50);
+        h.commit(false);
+        jbd2::recovery_info info;
+        CHECK(h.recover(info) == errc::ok);
+        CHECK(info.transactions == 1);
+        CHECK(info.failed_commit == h.first_tid + 1);
+        CHECK(h.jsb().s_errno.get() == static_cast<std::uint32_t>(-22));
+        CHECK(h.jsb().s_sequence.get() == h.first_tid + 2); // one past the end of the log
+    }
+    SUBCASE("async commit, csum v3: replay ends before the last failed commit, no s_errno") {
+        hand_journal h({}, jbd2::incompat_async_commit);
+        h.descriptor({10}, 0x10);
+        h.commit();
+        h.descriptor({11}, 0x20);
+        h.commit(false); // replayed all the same: a later commit fails too
+        h.descriptor({12}, 0x30);
+        h.commit();
+        h.descriptor({13}, 0x40);
+        h.commit(false); // the end
+        h.descriptor({14}, 0x50);
+        h.commit();
+        jbd2::recovery_info info;
+        CHECK(h.recover(info) == errc::ok);
+        CHECK(info.transactions == 3);
+        CHECK(h.home_byte(11) == 0x20);
+        CHECK(h.home_byte(12) == 0x30);
+        CHECK(h.home_byte(13) == 0);
+        CHECK(h.home_byte(14) == 0);
+        CHECK(info.end_tid == h.first_tid + 3);
+        CHECK(info.failed_commit == 0);
+        CHECK(h.jsb().s_errno.get() == 0);
+    }
+    SUBCASE("a bad descriptor checksum: nothing replayed unless its commit is older than the last good one") {
+        for (const bool stale : {false, true}) {
+            CAPTURE(stale);
+            hand_journal h({});
+            h.descriptor({10}, 0x10);
+            h.commit();
+            const std::uint32_t d = h.next;
+            h.descriptor({11}, 0x20);
+            if (stale) h.time -= 5;
+            h.commit();
+            std::vector<unsigned char> blk(h.bs);
+            REQUIRE(h.log.read_log(d, blk.data()) == errc::ok);
+            blk[h.bs - 1] ^= 1;
+            REQUIRE(h.log.write_log(d, blk.data()) == errc::ok);
+            jbd2::recovery_info info;
+            CHECK(h.recover(info) == (stale ? errc::ok : errc::bad_checksum));
+            CHECK(h.home_byte(10) == (stale ? 0x10 : 0));
+            CHECK(h.home_byte(11) == 0);
+            CHECK(h.jsb().s_start.get() == 0);
+        }
+    }
 }
