@@ -331,6 +331,7 @@ int finish_query(const std::string& members, std::size_t missing, std::size_t to
 struct error_text {
     std::function<std::string(std::uint32_t, errc)> why;
     std::function<std::string(std::uint32_t, std::uint64_t)> covering;
+    std::function<std::string(const parent_key&)> holding; // the parent pointer node holding a record
     std::string operator()(std::uint32_t slot, errc e) const { return why(slot, e); }
 };
 
@@ -389,6 +390,17 @@ int cmd_paths(PM& pm, const std::vector<std::uint64_t>& inodes, const error_text
         if (!r)
             return fail(read_error(r.error()), "paths of inode " + std::to_string(ino) + ": " +
                                                    why(ext2fs_adapter::map_slot_parent, r.error()));
+        // Every record those paths came from holds the name its key hashes.
+        parent_key bad{};
+        if (const errc ne = ext2fs_adapter::check_parent_names(pm, ino, bad); ne == errc::corrupted) {
+            const std::string where = why.holding(bad);
+            return fail(ecode::corrupted, "paths of inode " + std::to_string(ino) + ": " +
+                                              (where.empty() ? std::string("parent pointer record of inode ") + std::to_string(bad.child) +
+                                                                   " in directory " + std::to_string(bad.parent)
+                                                             : where) +
+                                              ": the name does not match its key's hash");
+        } else if (ne != errc::ok)
+            return fail(read_error(ne), "paths of inode " + std::to_string(ino) + ": " + why(ext2fs_adapter::map_slot_parent, ne));
         if (found.empty()) ++missing;
         if (json) {
             js += std::string(i ? "," : "") + "{\"inode\":" + std::to_string(ino) + ",\"paths\":[" + jpaths +
@@ -444,7 +456,8 @@ int cmd_query(const std::string& cmd, const char* path, const std::vector<std::u
         if (e == errc::ok && !sm.stale())
             return answer(sm.rm(), sm.rc(), sm.pm(),
                           error_text{[&](std::uint32_t slot, errc x) { return sm.describe_error(slot, x); },
-                                     [&](std::uint32_t slot, std::uint64_t b) { return sm.node_covering(slot, b); }});
+                                     [&](std::uint32_t slot, std::uint64_t b) { return sm.node_covering(slot, b); },
+                                     [&](const parent_key& k) { return sm.node_holding(k); }});
         if (e == errc::busy) // a scan would read metadata the journal is about to replace
             return fail(ext2fs_has_feature_journal_needs_recovery(fs->super) ? ecode::needs_recovery : ecode::busy, why);
         if (e == errc::ok) why = "they are stale (the filesystem changed since they were built)";
@@ -459,7 +472,8 @@ int cmd_query(const std::string& cmd, const char* path, const std::vector<std::u
                                         : slot == ext2fs_adapter::map_slot_refcount ? describe_map_error(name, m.rc->tree(), x)
                                                                                     : describe_map_error(name, m.pm->tree(), x);
                              },
-                             [](std::uint32_t, std::uint64_t) { return std::string(); }});
+                             [](std::uint32_t, std::uint64_t) { return std::string(); },
+                             [](const parent_key&) { return std::string(); }});
 }
 
 struct build_progress {
@@ -667,8 +681,11 @@ int cmd_check(const char* path) {
         };
         if (!miss.empty())
             note(ecode::maps_inconsistent, std::to_string(miss.size()) + " filesystem extents missing from the rmap (first: " + show(miss[0]) + ")");
-        if (!extra.empty())
-            note(ecode::maps_inconsistent, std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " + show(extra[0]) + ")");
+        if (!extra.empty()) {
+            const std::string where = sm.node_holding(extra[0]);
+            note(ecode::maps_inconsistent, std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " +
+                                               show(extra[0]) + (where.empty() ? "" : ", in the " + where) + ")");
+        }
         std::vector<std::uint64_t> ends(ext2fs_adapter::map_sweep_capacity);
         auto src = sm.rm().extents();
         auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [](std::uint64_t, std::uint64_t, std::uint32_t, std::uint32_t) {});

@@ -285,6 +285,37 @@ template <class RC, class RM>
     return r;
 }
 
+// Every parent pointer record paths_of(ino) can use (those of `ino`, of its
+// parents, theirs, ... at most `limit` inodes) holds a name whose hash is
+// its key's: a record whose name was damaged but whose node is otherwise
+// sound would be printed as a path (the engine's node checks do not hash
+// names; the map's verify() does). errc::corrupted with the record's key in
+// `bad`; another error is the tree's.
+template <class PM>
+[[nodiscard]] errc check_parent_names(PM& pm, std::uint64_t ino, parent_key& bad, std::size_t limit = 4096) {
+    std::vector<std::uint64_t> todo{ino}, seen{ino};
+    bool damaged = false;
+    while (!todo.empty() && !damaged) {
+        const std::uint64_t x = todo.back();
+        todo.pop_back();
+        const errc e = pm.tree().for_each(parent_key{x, 0, 0, 0}, parent_key{x, ~0ull, ~0u, ~0u},
+                                          [&](const parent_key& k, const parent_record& v) {
+                                              if (PM::name_hash(v.name_view()) != k.hash) {
+                                                  bad = k;
+                                                  damaged = true;
+                                                  return false;
+                                              }
+                                              if (seen.size() < limit && std::find(seen.begin(), seen.end(), k.parent) == seen.end()) {
+                                                  seen.push_back(k.parent);
+                                                  todo.push_back(k.parent);
+                                              }
+                                              return true;
+                                          });
+        if (e != errc::ok) return e;
+    }
+    return damaged ? errc::corrupted : errc::ok;
+}
+
 // ---- the stored maps of an open image --------------------------------------------------------
 
 class stored_maps {
@@ -390,15 +421,19 @@ public:
         if (!r.tree.clean() && r.tree.problems[0].kind == problem_kind::read_error && r.tree.problems[0].error == errc::range)
             return describe_error(slot, errc::range);
         std::string s = describe_first_problem(map_name(slot), r);
+        if (!r.tree.clean() && r.tree.problems[0].kind == problem_kind::record_count) {
+            // No block to blame: a node whose count was lowered still holds
+            // the entries past it (format: those slots are zero).
+            const std::string n = slot == map_slot_rmap       ? stale_entries<rmap_traits>(slot)
+                                  : slot == map_slot_refcount ? stale_entries<refcount_traits>(slot)
+                                                              : stale_entries<parent_map_traits<>>(slot);
+            return n.empty() ? s : s + ", " + n;
+        }
         if (!r.tree.clean() || !r.problem_count) return s;
         // A record's problem: in which node.
         std::string where;
         if constexpr (requires { r.walk_error; }) {
-            const parent_key want = r.problems[0].key;
-            where = leaf_with<parent_map_traits<>>(slot, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
-                const parent_key k = parent_map_traits<>::decode_key(lay.key(n, true, i));
-                return parent_map_traits<>::compare(k, want) == 0 ? "of inode " + std::to_string(k.child) : std::string();
-            });
+            where = node_holding(r.problems[0].key);
         } else if (r.problems[0].error == errc::ok) {
             const std::uint64_t start = r.problems[0].start;
             auto at = [&](auto traits) {
@@ -428,6 +463,25 @@ public:
             const refcount_value v = refcount_traits::decode_value(lay.payload(n, true, i));
             return k <= block && block - k < v.length
                        ? std::to_string(k) + "+" + std::to_string(v.length) + " count " + std::to_string(v.refcount)
+                       : std::string();
+        });
+    }
+    // The node of the stored parent pointers holding the record `k`, e.g.
+    // "parent pointer node at block 9502 (record of inode 63 in directory
+    // 12)"; "" if none is found.
+    [[nodiscard]] std::string node_holding(const parent_key& want) {
+        return leaf_with<parent_map_traits<>>(map_slot_parent, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
+            const parent_key k = parent_map_traits<>::decode_key(lay.key(n, true, i));
+            return parent_map_traits<>::compare(k, want) == 0
+                       ? "of inode " + std::to_string(k.child) + " in directory " + std::to_string(k.parent)
+                       : std::string();
+        });
+    }
+    // The node of the stored rmap holding exactly the record `x`, or "".
+    [[nodiscard]] std::string node_holding(const rmap_record& x) {
+        return leaf_with<rmap_traits>(map_slot_rmap, [&](const auto& lay, const unsigned char* n, std::uint32_t i) {
+            return rmap_traits::compare(rmap_traits::decode_key(lay.key(n, true, i)), x.key()) == 0
+                       ? std::to_string(x.start) + "+" + std::to_string(x.length)
                        : std::string();
         });
     }
@@ -523,6 +577,36 @@ private:
             for (std::uint32_t i = 0; i < node_layout<Traits>::count(n); ++i)
                 if (const std::string t = show(lay, n, i); !t.empty())
                     return std::string(map_name(slot)) + " node at block " + std::to_string(b) + " (record " + t + ")";
+        }
+        return {};
+    }
+
+    // The first sound node of the tree in `slot` (fixed layout) whose key
+    // slots past its count are not zero, or "".
+    template <class Traits>
+    [[nodiscard]] std::string stale_entries(std::uint32_t slot) {
+        using L = node_layout<Traits>;
+        const L lay(fs_->blocksize);
+        const std::uint32_t id = slot == map_slot_rmap ? rm_->tree().anchor().tree_id
+                                 : slot == map_slot_refcount ? rc_->tree().anchor().tree_id
+                                                             : pm_->tree().anchor().tree_id;
+        for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
+            if (!vol_->allocated(b)) continue;
+            auto r = vol_->store().read(b);
+            if (!r) continue;
+            const unsigned char* n = r->data();
+            const node_header* h = header_of(n);
+            if (h->magic.get() != Traits::magic || h->tree_id.get() != id) continue;
+            const bool leaf = h->level.get() == 0;
+            if (leaf && L::slotted_leaves) continue;
+            const node_expectation want{b, id, h->level.get(), vol_->store().checksums(), vol_->store().checksum_seed(), false};
+            if (check_node(lay, n, want) != node_fault::none) continue;
+            const std::uint32_t cnt = L::count(n);
+            if (cnt >= lay.capacity(leaf)) continue;
+            const unsigned char* k = lay.key(n, leaf, cnt);
+            if (std::any_of(k, k + L::key_size, [](unsigned char c) { return c != 0; }))
+                return std::string(map_name(slot)) + " node at block " + std::to_string(b) + ": entries past its count (" +
+                       std::to_string(cnt) + ") are not zero";
         }
         return {};
     }
