@@ -90,7 +90,9 @@ void random_op(FS& fs, std::mt19937_64& rng, std::vector<std::uint64_t>& dirs, s
         fs.truncate(pick_file(), rng() % 80);
         ++counts[3];
     } else if (op < 65) { // 18%
-        const std::uint64_t s = pick_file(), t = pick_file();
+        // A third of the clones stay inside one file (non-overlapping
+        // ranges): the file then maps blocks at several offsets.
+        const std::uint64_t s = pick_file(), t = rng() % 3 == 0 ? s : pick_file();
         const std::uint64_t sl = rng() % 96, dl = rng() % 96, n = 1 + rng() % 24;
         if (!fs.can_clone(s, sl, t, dl, n)) return;
         fs.clone(s, sl, t, dl, n);
@@ -230,6 +232,43 @@ TEST_CASE("model filesystem: hand-written scenario (write, reflink, copy-on-writ
     CHECK(fs.rm->empty());
 }
 
+TEST_CASE("model filesystem: clones inside one file map a block at several offsets of one owner") {
+    memory_backend be;
+    model_fs<memory_backend> fs(be);
+    const std::uint64_t a = fs.create(root_ino, "a", false);
+    fs.write(a, 0, 8);
+    const std::uint64_t p0 = fs.inodes[a].blocks[0];
+    fs.clone(a, 0, a, 20, 8); // the same 8 blocks at offsets 0 and 20
+    fs.check_all();
+    fs.clone(a, 2, a, 40, 4); // and blocks 2..5 a third time, overlapping both
+    fs.check_all();
+    CHECK(fs.rc->refcount_of(p0 + 3).value() == 3);
+    std::vector<rmap_record> owners;
+    REQUIRE(fs.rm->owners_of(p0 + 3, [&](const rmap_record& r) {
+        owners.push_back(r);
+        return true;
+    }) == errc::ok);
+    REQUIRE(owners.size() == 3); // one owner, three offsets
+    for (const auto& r : owners) CHECK(r.owner == a);
+    CHECK(fs.rm->verify().clean());
+    // Mapping a block again at an offset it already has is refused.
+    auto h = be.start();
+    REQUIRE(h);
+    CHECK(fs.rm->map(*h, p0 + 1, 1, a, 21, 0) == errc::exists);
+    REQUIRE(be.finish(*h, fs.rm->anchor(), fs.rc->anchor(), fs.pm->anchor()) == errc::ok);
+    fs.write(a, 22, 2); // copy-on-write at offsets 22, 23 (blocks p0 + 2, p0 + 3)
+    fs.check_all();
+    CHECK(fs.rc->refcount_of(p0 + 3).value() == 2); // offsets 3 and 43 left
+    fs.punch(a, 0, 8); // the first copy goes; offset 43 keeps p0 + 3
+    fs.check_all();
+    CHECK(fs.rc->refcount_of(p0 + 3).value() == 1);
+    fs.truncate(a, 0);
+    fs.check_all();
+    CHECK(fs.free_blocks() == space);
+    CHECK(fs.rm->empty());
+    CHECK(fs.rc->empty());
+}
+
 TEST_CASE("model filesystem: random operation sequences, every map checked after every operation") {
     for (std::uint64_t seed : {1u, 2u}) {
         CAPTURE(seed);
@@ -252,10 +291,12 @@ TEST_CASE("model filesystem: random operation sequences, every map checked after
                         << space - fs.free_blocks() << " blocks in use, rmap " << fs.rm->size()
                         << " records, refcount " << fs.rc->size() << ", parent pointers " << fs.pm->size()
                         << "; blocks freed by reports " << fs.freed_by_report << "; peaks: rmap " << peak_rmap
-                        << ", refcount " << peak_refcount << ", blocks in use " << peak_blocks);
+                        << ", refcount " << peak_refcount << ", blocks in use " << peak_blocks << "; clones inside one file "
+                        << fs.self_clones);
         // The workload did build up shared data (and freed it again).
         CHECK(peak_refcount >= 10);
         CHECK(fs.freed_by_report > 1000);
+        CHECK(fs.self_clones > 100);
     }
 }
 

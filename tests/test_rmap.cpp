@@ -359,41 +359,43 @@ TEST_CASE("rmap credits: the declared figure always suffices; one less changes n
 
 namespace {
 
-struct block_owner {
-    std::uint64_t offset;
-    std::uint32_t flags;
-};
-using model_t = std::vector<std::map<std::uint64_t, block_owner>>; // block -> owner -> (offset, flags)
+// Per block: (owner, logical offset) -> flags; offset-less mappings at
+// offset 0. One owner may map a block at several offsets.
+using mapping = std::pair<std::uint64_t, std::uint64_t>;
+using model_t = std::vector<std::map<mapping, std::uint32_t>>;
+
+// Does mapping block b to (owner, off, flags) collide with what b has:
+// the same owner at the same offset, or either of them offset-less?
+bool model_collides(const std::map<mapping, std::uint32_t>& at, std::uint64_t owner, std::uint64_t off,
+                    std::uint32_t flags) {
+    for (auto it = at.lower_bound({owner, 0}); it != at.end() && it->first.first == owner; ++it)
+        if (rmap_offsetless(owner, flags) || rmap_offsetless(owner, it->second) || it->first.second == off) return true;
+    return false;
+}
 
 // The records the map must hold: maximal runs of one owner with the same
 // flags, logically contiguous (or offset-less).
 std::vector<rec> canonical(const model_t& md) {
     std::vector<rec> out;
-    std::map<std::uint64_t, rec> open;
+    // Open runs by what the next block must hold to continue them:
+    // (owner, logical offset (0: offset-less), flags).
+    using next_key = std::tuple<std::uint64_t, std::uint64_t, std::uint32_t>;
+    std::map<next_key, rec> open;
     for (std::uint64_t b = 0; b < md.size(); ++b) {
-        for (auto it = open.begin(); it != open.end();) {
-            if (!md[b].count(it->first)) {
-                out.push_back(it->second);
-                it = open.erase(it);
-            } else {
-                ++it;
-            }
+        std::map<next_key, rec> next;
+        for (auto& [m, flags] : md[b]) {
+            const auto [o, off] = m;
+            const bool less = rmap_offsetless(o, flags);
+            auto it = open.find({o, off, flags});
+            rec r = it != open.end() ? it->second : rec{b, 0, o, less ? 0 : off, flags};
+            if (it != open.end()) open.erase(it);
+            ++r.length;
+            next[{o, less ? 0 : off + 1, flags}] = r;
         }
-        for (auto& [o, bo] : md[b]) {
-            auto it = open.find(o);
-            if (it != open.end()) {
-                rec& r = it->second;
-                if (r.flags == bo.flags && (rmap_offsetless(o, bo.flags) || r.offset + r.length == bo.offset)) {
-                    ++r.length;
-                    continue;
-                }
-                out.push_back(r);
-                open.erase(it);
-            }
-            open[o] = rec{b, 1, o, rmap_offsetless(o, bo.flags) ? 0 : bo.offset, bo.flags};
-        }
+        for (auto& [k, r] : open) out.push_back(r);
+        open = std::move(next);
     }
-    for (auto& [o, r] : open) out.push_back(r);
+    for (auto& [k, r] : open) out.push_back(r);
     std::sort(out.begin(), out.end(), [](const rec& a, const rec& b) {
         return rmap_traits::compare(a.key(), b.key()) < 0;
     });
@@ -409,7 +411,7 @@ void differential(std::uint32_t bs, std::uint64_t nblocks, int steps, int verify
     std::mt19937_64 rng(seed);
     const std::uint64_t specials[] = {rmap_owner::fs, rmap_owner::bitmaps, rmap_owner::inode_table, rmap_owner::jbtree,
                                       rmap_owner::unknown};
-    std::uint64_t oks = 0, merges_seen = 0;
+    std::uint64_t oks = 0, merges_seen = 0, same_owner_overlaps = 0;
     for (int step = 0; step < steps; ++step) {
         CAPTURE(step);
         const int op = static_cast<int>(rng() % 100);
@@ -439,7 +441,8 @@ void differential(std::uint32_t bs, std::uint64_t nblocks, int steps, int verify
                 }
             }
             bool clash = false;
-            for (std::uint64_t b = start; b < start + len && !invalid; ++b) clash = clash || md[b].count(owner);
+            for (std::uint64_t b = start; b < start + len && !invalid; ++b)
+                clash = clash || model_collides(md[b], owner, rmap_offsetless(owner, flags) ? 0 : off + (b - start), flags);
             const std::size_t before = m.size();
             const errc e = f.map(start, len, owner, off, flags);
             CAPTURE(start);
@@ -453,8 +456,14 @@ void differential(std::uint32_t bs, std::uint64_t nblocks, int steps, int verify
                 REQUIRE(e == errc::ok);
                 ++oks;
                 if (m.size() <= before) ++merges_seen;
+                bool shared = false; // the owner already maps one of these blocks, elsewhere
+                for (std::uint64_t b = start; b < start + len; ++b) {
+                    auto it = md[b].lower_bound({owner, 0});
+                    shared = shared || (it != md[b].end() && it->first.first == owner);
+                }
+                same_owner_overlaps += shared;
                 for (std::uint64_t b = start; b < start + len; ++b)
-                    md[b][owner] = block_owner{rmap_offsetless(owner, flags) ? 0 : off + (b - start), flags};
+                    md[b][{owner, rmap_offsetless(owner, flags) ? 0 : off + (b - start)}] = flags;
             }
         } else if (op < 90) {
             // unmap: mostly a stretch that starts at a mapped block
@@ -465,17 +474,23 @@ void differential(std::uint32_t bs, std::uint64_t nblocks, int steps, int verify
                 if (!md[start].empty()) {
                     auto it = md[start].begin();
                     std::advance(it, static_cast<long>(rng() % md[start].size()));
-                    owner = it->first;
-                    off = it->second.offset;
+                    owner = it->first.first;
+                    off = it->first.second;
                 }
             }
             len = std::min(len, nblocks - start);
+            // Every block mapped to owner at off + (b - start), or offset-less with off 0.
             bool ok = true;
+            std::vector<mapping> gone;
             for (std::uint64_t b = start; b < start + len && ok; ++b) {
-                auto it = md[b].find(owner);
-                ok = it != md[b].end() && (rmap_offsetless(owner, it->second.flags)
-                                               ? off == 0
-                                               : it->second.offset == off + (b - start));
+                auto it = md[b].find({owner, off + (b - start)});
+                if (it != md[b].end() && rmap_offsetless(owner, it->second)) it = md[b].end();
+                if (it == md[b].end() && off == 0) {
+                    it = md[b].find({owner, 0});
+                    if (it != md[b].end() && !rmap_offsetless(owner, it->second)) it = md[b].end();
+                }
+                ok = it != md[b].end();
+                if (ok) gone.push_back(it->first);
             }
             const bool invalid = rmap_owner::is_special(owner) && off != 0;
             const errc e = f.unmap(start, len, owner, off);
@@ -484,7 +499,7 @@ void differential(std::uint32_t bs, std::uint64_t nblocks, int steps, int verify
             else {
                 REQUIRE(e == errc::ok);
                 ++oks;
-                for (std::uint64_t b = start; b < start + len; ++b) md[b].erase(owner);
+                for (std::uint64_t b = start; b < start + len; ++b) md[b].erase(gone[b - start]);
             }
         } else {
             // queries
@@ -529,6 +544,7 @@ void differential(std::uint32_t bs, std::uint64_t nblocks, int steps, int verify
     // The workload did real work (in small block spaces most maps clash).
     CHECK(oks > static_cast<std::uint64_t>(steps) / 5);
     CHECK(merges_seen > static_cast<std::uint64_t>(steps) / 200); // and merged often
+    CHECK(same_owner_overlaps > static_cast<std::uint64_t>(steps) / 100); // one owner, a block at two offsets
     // Take everything back out, record by record: every block comes back.
     for (const rec& r : canonical(md)) REQUIRE(f.unmap(r.start, r.length, r.owner, r.offset) == errc::ok);
     CHECK(m.empty());

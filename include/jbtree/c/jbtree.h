@@ -176,8 +176,10 @@ struct jbt_rmap_record {
 	uint32_t flags;  /* JBT_RMAP_* */
 };
 
-/* owner now owns blocks [start, start + length) at logical offset `offset`.
- * -EEXIST if it already owns one of them at that offset. */
+/* owner now owns blocks [start, start + length) at logical offset `offset`
+ * (it may own some of them at other offsets too: a clone inside one file).
+ * -EEXIST if it already owns one of them at that offset, or either mapping
+ * is offset-less (special owners, BMBT). */
 int jbt_rmap_map(jbt_volume *v, uint64_t start, uint64_t length, uint64_t owner, uint64_t offset, uint32_t flags);
 
 /* owner no longer owns [start, start + length) (a record is cut as needed).

@@ -3,8 +3,10 @@
 //
 //   rmap<Storage, Journal>   a typed facade over btree<rmap_traits, ...>
 //
-// One record per (range, owner): a block shared by several owners (reflink,
-// a shared xattr block) has one record per owner. Records are keyed by
+// One record per (range, owner, logical offset): a block shared by several
+// owners (reflink, a shared xattr block) has one record per owner, and a
+// block one file maps at several logical offsets (a clone or dedupe
+// inside the file) one record per offset. Records are keyed by
 // (start, owner, offset), like XFS's rmapbt, and the tree runs in interval
 // mode (high key = (start + length - 1, max, max)) so that "who owns blocks
 // [a, b]?" reads only subtrees that can overlap. All tree work is the
@@ -176,7 +178,7 @@ enum class rmap_problem : std::uint8_t {
     bad_owner,     // owner 0 or an unnamed special owner
     bad_flags,     // unknown flag bits or a forbidden owner/flags/offset combination
     bad_offset,    // logical range runs past 2^64-1
-    owner_overlap, // two records of one owner share a block (detail: the owner)
+    owner_overlap, // two records of one owner map a block at the same offset, or one is offset-less (detail: the owner)
 };
 
 [[nodiscard]] constexpr const char* describe(rmap_problem p) noexcept {
@@ -186,7 +188,7 @@ enum class rmap_problem : std::uint8_t {
     case rmap_problem::bad_owner: return "bad owner";
     case rmap_problem::bad_flags: return "bad flags for this owner";
     case rmap_problem::bad_offset: return "logical range overflows";
-    case rmap_problem::owner_overlap: return "two records of one owner overlap";
+    case rmap_problem::owner_overlap: return "two records of one owner map a block at the same offset";
     }
     return "unknown problem";
 }
@@ -239,13 +241,16 @@ public:
     // ---- mutations -------------------------------------------------------------
 
     // Record that blocks [start, start + len) belong to `owner` at logical
-    // offset `offset` with `flags`. The new range merges with the record of
-    // the same owner ending at start - 1 and the one starting at start + len
+    // offset `offset` with `flags`. The new range merges with a record of
+    // the same owner ending at start - 1 and one starting at start + len
     // when they have the same flags and continue it logically (offset-less
-    // records: physically is enough).
+    // records: physically is enough). The owner may already map some of
+    // these blocks at other logical offsets (a clone inside one file): the
+    // records then overlap, as in XFS's rmapbt.
     // errc::invalid: len 0, the range or logical range runs past 2^64-1, a bad
     //   owner, or flags/offset not allowed for the owner (rmap_valid_attrs);
-    // errc::exists: some block of the range already belongs to `owner`;
+    // errc::exists: some block of the range is already mapped to `owner` at
+    //   the same logical offset (or, offset-less, at all: collides());
     // errc::no_credits: the handle has fewer than map_credits().
     [[nodiscard]] errc map(handle& h, std::uint64_t start, std::uint64_t len, std::uint64_t owner,
                            std::uint64_t offset, std::uint32_t flags) noexcept {
@@ -256,26 +261,28 @@ public:
         const std::uint64_t hi = last != ~0ull ? last + 1 : last;
         rmap_record left{}, right{};
         bool has_left = false, has_right = false, clash = false;
+        rmap_record nr{start, len, owner, offset, flags};
         JBTREE_TRY(t_.for_each_overlapping(lo_key(lo), hi_key(hi), [&](const rmap_key& k, const rmap_value& v) {
             if (k.owner != owner) return true;
             const rmap_record r = rmap_record::from(k, v);
             if (r.start <= last && r.last() >= start) {
-                clash = true;
-                return false;
+                clash = collides(r, nr);
+                return !clash;
             }
-            if (start && r.last() == start - 1) {
+            // Neighbours that continue the new range (the owner may have
+            // several records ending or starting there, at other offsets).
+            if (start && r.last() == start - 1 && mergeable(r, nr)) {
                 left = r;
                 has_left = true;
-            } else if (last != ~0ull && r.start == last + 1) {
+            } else if (last != ~0ull && r.start == last + 1 && mergeable(nr, r)) {
                 right = r;
                 has_right = true;
             }
             return true;
         }));
         if (clash) return errc::exists;
-        rmap_record nr{start, len, owner, offset, flags};
-        const bool ml = has_left && mergeable(left, nr);
-        bool mr = has_right && mergeable(nr, right);
+        const bool ml = has_left;
+        bool mr = has_right;
         if (ml && mr && left.length + len > ~0ull - right.length) mr = false; // would not fit a length
         // Apply: erase first (the height can only shrink), then write.
         if (mr) JBTREE_TRY(t_.erase(h, right.key()));
@@ -310,12 +317,9 @@ public:
             if (i == 0) {
                 r = p.first;
             } else {
-                auto c = t_.lower_bound(rmap_key{pos, owner, 0});
-                if (!c) return c.error();
-                if (c->at_end() || c->key().start != pos || c->key().owner != owner) return errc::corrupted;
-                auto v = c->value();
-                if (!v) return v.error();
-                r = rmap_record::from(c->key(), *v);
+                auto c = continuing(pos, owner, start, offset);
+                if (!c) return c.error() == errc::not_found ? errc::corrupted : c.error();
+                r = *c;
             }
             if (!(i == 0 && head)) JBTREE_TRY(t_.erase(h, r.key()));
             pos = r.last() + 1; // wraps only after the last record
@@ -436,31 +440,28 @@ public:
             else if (!rmap_valid_attrs(r.owner, r.offset, r.flags)) rep.add(rmap_problem::bad_flags, r.start, r.owner);
             else if (!rmap_offsetless(r.owner, r.flags) && r.offset + (r.length - 1) < r.offset)
                 rep.add(rmap_problem::bad_offset, r.start, r.owner);
-            // Another record of the same owner sharing a block (each pair is
-            // reported from both sides).
+            // Another record of the same owner mapping a shared block at the
+            // same logical offset (each pair is reported from both sides).
             bool clash = false;
             inner = t_.for_each_overlapping(lo_key(r.start), hi_key(r.last()),
-                                            [&](const rmap_key& ok, const rmap_value&) {
-                                                if (ok.owner == r.owner && !(ok == k)) clash = true;
+                                            [&](const rmap_key& ok, const rmap_value& ov) {
+                                                if (ok.owner == r.owner && !(ok == k))
+                                                    clash = collides(r, rmap_record::from(ok, ov));
                                                 return !clash;
                                             });
             if (inner != errc::ok) return false;
             if (clash) rep.add(rmap_problem::owner_overlap, r.start, r.owner);
-            // A same-owner neighbour map() would have merged.
+            // A same-owner neighbour map() would have merged: the record
+            // starting right after r at the offset that continues it.
             if (r.last() != ~0ull) {
-                auto c = t_.lower_bound(rmap_key{r.last() + 1, r.owner, 0});
-                if (!c) {
-                    inner = c.error();
+                const rmap_key nk{r.last() + 1, r.owner,
+                                  rmap_offsetless(r.owner, r.flags) ? 0 : r.offset + r.length};
+                auto nv = t_.find(nk);
+                if (!nv && nv.error() != errc::not_found) {
+                    inner = nv.error();
                     return false;
                 }
-                if (!c->at_end() && c->key().start == r.last() + 1 && c->key().owner == r.owner) {
-                    auto nv = c->value();
-                    if (!nv) {
-                        inner = nv.error();
-                        return false;
-                    }
-                    if (mergeable(r, rmap_record::from(c->key(), *nv))) ++rep.mergeable;
-                }
+                if (nv && mergeable(r, rmap_record::from(nk, *nv))) ++rep.mergeable;
             }
             return true;
         });
@@ -498,6 +499,32 @@ private:
         const std::uint64_t b = r.start > start ? r.start : start;
         return r.offset + (b - r.start) == offset + (b - start);
     }
+    // The owner's record starting at pos that continues an unmap of
+    // [start, ...] at `offset`: the one keyed at the logical offset the
+    // range has there, or an offset-less one (key offset 0) if offset is 0.
+    [[nodiscard]] result<rmap_record> continuing(std::uint64_t pos, std::uint64_t owner, std::uint64_t start,
+                                                 std::uint64_t offset) noexcept {
+        const std::uint64_t tries[2] = {offset + (pos - start), 0};
+        for (unsigned i = 0; i < (tries[0] == 0 ? 1u : 2u); ++i) {
+            const rmap_key k{pos, owner, tries[i]};
+            auto v = t_.find(k);
+            if (!v && v.error() != errc::not_found) return v.error();
+            if (v) {
+                const rmap_record r = rmap_record::from(k, *v);
+                if (matches(r, start, offset)) return r;
+            }
+        }
+        return errc::not_found;
+    }
+    // Two records of one owner that share a block collide when they map it
+    // at the same logical offset, or either is offset-less (a special
+    // owner's or a mapping block's: one per block). Records at different
+    // offsets (a clone inside one file) may overlap.
+    [[nodiscard]] static bool collides(const rmap_record& a, const rmap_record& b) noexcept {
+        if (a.owner != b.owner || a.start > b.last() || b.start > a.last()) return false;
+        if (rmap_offsetless(a.owner, a.flags) || rmap_offsetless(b.owner, b.flags)) return true;
+        return matches(a, b.start, b.offset);
+    }
 
     // What unmap will touch: the records of the owner covering the range,
     // left to right (count of them, the first and the last).
@@ -522,28 +549,27 @@ private:
         const std::uint64_t last = start + len - 1;
         p.start = start;
         p.end = last;
-        // The owner's record covering `start`.
+        // The owner's record covering `start` at that logical offset (it may
+        // have others there, at other offsets).
         bool found = false;
         JBTREE_TRY(t_.for_each_overlapping(lo_key(start), hi_key(start), [&](const rmap_key& k, const rmap_value& v) {
             if (k.owner != owner) return true;
-            p.first = rmap_record::from(k, v);
+            const rmap_record r = rmap_record::from(k, v);
+            if (!matches(r, start, offset)) return true;
+            p.first = r;
             found = true;
             return false;
         }));
-        if (!found || !matches(p.first, start, offset)) return errc::not_found;
+        if (!found) return errc::not_found;
         p.last = p.first;
         p.count = 1;
-        // Then the owner's records starting right after each other.
-        while (p.last.last() < last) {
-            const std::uint64_t pos = p.last.last() + 1;
-            auto c = t_.lower_bound(rmap_key{pos, owner, 0});
-            if (!c) return c.error();
-            if (c->at_end() || c->key().start != pos || c->key().owner != owner) return errc::not_found;
-            auto v = c->value();
-            if (!v) return v.error();
-            const rmap_record r = rmap_record::from(c->key(), *v);
-            if (r.length == 0 || !matches(r, start, offset)) return errc::not_found;
-            p.last = r;
+        // Then the owner's records starting right after each other, each at
+        // the logical offset that continues the range.
+        for (std::uint64_t steps = 0; p.last.last() < last; ++steps) {
+            if (steps > t_.size()) return errc::corrupted; // more records than the tree holds
+            auto r = continuing(p.last.last() + 1, owner, start, offset);
+            if (!r) return r.error();
+            p.last = *r;
             ++p.count;
         }
         return errc::ok;
