@@ -18,9 +18,10 @@
 //    commit block with its tid; the log ends at the first block that is not
 //    a journal block of the expected tid, or of an unknown type;
 //  - a commit block whose checksum fails (v1: the crc32 of the transaction;
-//    v2/v3: the block's crc32c) ends the replay before its transaction and is
-//    recorded in s_errno, unless it is older than the last good commit (stale:
-//    a clean end); with async commit the scan goes on past it;
+//    v2/v3: the block's crc32c) ends the replay before its transaction and,
+//    if the replay succeeds, is recorded in s_errno, unless it is older than
+//    the last good commit (stale: a clean end); with async commit the scan
+//    goes on past it;
 //  - a descriptor or revoke block whose checksum fails (v2/v3) is stale data
 //    if the next commit block is older than the last good one (a clean end),
 //    and corruption otherwise: nothing is replayed at all;
