@@ -546,7 +546,7 @@ TEST_CASE("damaged journals: jbtree-e2fs replay equals e2fsck -E journal_only or
     // Two replays of a small image per variant, each ending in an fsync:
     // in memory (/dev/shm) unless $TMPDIR says where.
     if (!std::getenv("TMPDIR") && ::access("/dev/shm", W_OK) == 0) ::setenv("TMPDIR", "/dev/shm", 1);
-    temp_dir tmp("jbtree-damage");
+    temp_dir tmp("jbtree-jbd2-damage");
     REQUIRE(tmp.ok());
     const int per_flavour = env_int("JBTREE_DAMAGE_VARIANTS", 30);
     const int per_corpus = env_int("JBTREE_DAMAGE_CORPUS_VARIANTS", 12);
