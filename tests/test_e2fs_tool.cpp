@@ -252,7 +252,9 @@ void compare_with_debugfs(const std::string& img, std::uint64_t nblocks, std::ui
         REQUIRE((ow.status == 0 || ow.status == 1));
         std::map<std::string, std::set<std::string>> owners;
         for (auto& [b, o] : rows(ow.out)) owners[b].insert(o);
-        for (auto& [b, o] : rows(ic.out)) {
+        for (auto& row : rows(ic.out)) { // not [b, o]: CAPTURE's lambda, and clang 14 cannot capture bindings
+            auto& b = row.first;
+            auto& o = row.second;
             CAPTURE(b);
             CAPTURE(o);
             ++st.blocks;

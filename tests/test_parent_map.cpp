@@ -363,9 +363,12 @@ std::vector<event> map_paths(M& m, std::uint64_t child, std::uint64_t root, std:
 // Adds every link of md to m (exact credits each).
 template <class M>
 void load(J& j, M& m, const model_t& md) {
-    for (auto& [l, g] : md)
+    for (auto& entry : md) { // not [l, g]: clang 14 cannot capture structured bindings
+        auto& l = entry.first;
+        auto& g = entry.second;
         REQUIRE(run(j, m, m.add_credits(), [&](auto& h) { return m.add(h, l.child, l.parent, g, nr(l.name)); }) ==
                 errc::ok);
+    }
 }
 
 } // namespace
