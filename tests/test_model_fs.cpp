@@ -296,7 +296,7 @@ TEST_CASE("model filesystem: random operation sequences, every map checked after
         // The workload did build up shared data (and freed it again).
         CHECK(peak_refcount >= 10);
         CHECK(fs.freed_by_report > 1000);
-        CHECK(fs.self_clones > 100);
+        CHECK(fs.self_clones > static_cast<std::uint64_t>(steps) / 50); // clones inside one file happened
     }
 }
 
