@@ -41,6 +41,7 @@
 #include <ext2fs/ext2fs.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -51,7 +52,6 @@
 #include <iterator>
 #include <map>
 #include <random>
-#include <regex>
 #include <set>
 #include <string>
 #include <sys/wait.h>
@@ -857,9 +857,10 @@ expected expect(const reference& ref, const char* header, const char* member, co
 
 // Does the message name a block of the map file (where the nodes are)?
 bool names_map_block(const image_case& c, const std::string& err) {
-    static const std::regex block("block ([0-9]+)");
-    for (auto it = std::sregex_iterator(err.begin(), err.end(), block); it != std::sregex_iterator(); ++it) {
-        const std::uint64_t b = std::strtoull((*it)[1].str().c_str(), nullptr, 10);
+    for (std::size_t at = err.find("block "); at != std::string::npos; at = err.find("block ", at + 1)) {
+        const char* digits = err.c_str() + at + 6;
+        if (!std::isdigit(static_cast<unsigned char>(*digits))) continue;
+        const std::uint64_t b = std::strtoull(digits, nullptr, 10);
         if (b >= c.map_first && b < c.map_first + c.map_blocks) return true;
     }
     return false;
