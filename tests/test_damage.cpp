@@ -522,8 +522,12 @@ variant make_map_flip(const image_case& c, rng_t& r) {
     } else b = c.data_start + r.below(c.map_first + c.map_blocks - c.data_start), kind = "map file block";
     std::string blk = block_of(c, b);
     const unsigned n = 1 + static_cast<unsigned>(r.below(6));
-    // The volume superblock's checked part is its first 1 KiB.
-    flip_bytes(blk, 0, kind == "volume superblock" && r.chance(80) ? 1024 : c.bs, n, r);
+    // The volume superblock's checked part is its first 1 KiB; the bitmap's
+    // bits for the map file's blocks are its first bytes.
+    std::uint64_t hi = c.bs;
+    if (kind == "volume superblock" && r.chance(80)) hi = 1024;
+    if (kind == "volume bitmap" && b == c.bitmap_start && r.chance(70)) hi = (c.map_blocks + 7) / 8;
+    flip_bytes(blk, 0, hi, n, r);
     v.what = std::to_string(n) + " bytes flipped in block " + std::to_string(b) + " (" + kind + ")";
     v.blocks[b] = blk;
     return v;
