@@ -334,14 +334,15 @@ public:
     // Open the maps stored in `fs` (opened read-only or read-write; only
     // read here). errc::not_found: none stored (file().state says why,
     // absent or foreign); errc::busy: the image's journal needs recovery
-    // first; errc::corrupted: the map file or its volume is damaged; errc::io:
-    // libext2fs failed. `why` says it in words.
+    // first; errc::corrupted: the map file or its volume is damaged, or
+    // libext2fs found damage reading inode 5; errc::io: libext2fs failed.
+    // `why` says it in words.
     [[nodiscard]] errc open(ext2_filsys fs, std::string& why) {
         fs_ = fs;
         errcode_t ee = 0;
         if (const errc e = locate_map_file(fs, file_, &ee); e != errc::ok) {
             why = std::string("inode 5: ") + error_message(ee);
-            return e;
+            return e == errc::io && is_damage(ee) ? errc::corrupted : e; // e.g. a group descriptor naming no inode table
         }
         if (ext2fs_has_feature_journal_needs_recovery(fs->super)) { // inode 5 may not be replayed yet
             why = "the image's journal needs recovery (jbtree-e2fs replay, or e2fsck)";
