@@ -57,6 +57,8 @@ struct kglue_fs {
 	unsigned char *disk;
 	struct kglue_buf *cache;
 	uint32_t ncache;
+	uint32_t *slot_of;            /* block -> cache slot + 1 (0: not cached) */
+	uint64_t alloc_cursor;        /* next-fit allocation starts here */
 	unsigned char *committed_map; /* allocator as of the last commit */
 	unsigned char *running_map;   /* ... and with the running transaction */
 	unsigned char *revoked_map;   /* blocks revoked in the running transaction */
@@ -101,9 +103,11 @@ struct kglue_fs *kshim_mount(uint32_t block_size, uint64_t blocks, uint32_t cach
 	fs->committed_map = calloc(map_bytes(fs), 1);
 	fs->running_map = calloc(map_bytes(fs), 1);
 	fs->revoked_map = calloc(map_bytes(fs), 1);
+	fs->slot_of = calloc((size_t)blocks, sizeof *fs->slot_of);
+	fs->alloc_cursor = 1;
 	fs->max_credits = max_transaction_credits;
 	fs->tid = 1;
-	if (!fs->disk || !fs->cache || !fs->committed_map || !fs->running_map || !fs->revoked_map)
+	if (!fs->disk || !fs->cache || !fs->committed_map || !fs->running_map || !fs->revoked_map || !fs->slot_of)
 		return NULL;
 	for (i = 0; i < cache_buffers; ++i) {
 		fs->cache[i].data = malloc(block_size);
@@ -126,6 +130,7 @@ void kshim_unmount(struct kglue_fs *fs)
 	free(fs->committed_map);
 	free(fs->running_map);
 	free(fs->revoked_map);
+	free(fs->slot_of);
 	free(fs);
 }
 
@@ -139,11 +144,8 @@ uint64_t kglue_blocknr(const struct kglue_buf *b) { return b->blocknr; }
 
 static struct kglue_buf *lookup(struct kglue_fs *fs, uint64_t block)
 {
-	uint32_t i;
-	for (i = 0; i < fs->ncache; ++i)
-		if (fs->cache[i].in_use && fs->cache[i].blocknr == block)
-			return &fs->cache[i];
-	return NULL;
+	uint32_t s = block < fs->blocks ? fs->slot_of[block] : 0;
+	return s && fs->cache[s - 1].in_use && fs->cache[s - 1].blocknr == block ? &fs->cache[s - 1] : NULL;
 }
 
 /* A slot for `block`: a free one, or a clean unreferenced one. */
@@ -159,6 +161,9 @@ static struct kglue_buf *grab(struct kglue_fs *fs, uint64_t block)
 			b = &fs->cache[i];
 	if (!b)
 		return NULL;
+	if (b->in_use)
+		fs->slot_of[b->blocknr] = 0;
+	fs->slot_of[block] = (uint32_t)(b - fs->cache) + 1;
 	b->blocknr = block;
 	b->in_use = 1;
 	b->count = b->uptodate = b->locked = b->dirty = b->joined = b->created = 0;
@@ -211,9 +216,16 @@ struct kglue_buf *kglue_new_block(struct kglue_fs *fs, int *err)
 		*err = -EROFS;
 		return NULL;
 	}
-	for (blk = 1; blk < fs->blocks; ++blk)
-		if (!bit(fs->running_map, blk) && !bit(fs->committed_map, blk))
+	/* next fit: from where the last allocation ended, once round */
+	for (blk = 0; blk < fs->blocks; ++blk) {
+		uint64_t b = (fs->alloc_cursor + blk) % fs->blocks;
+		if (b && !bit(fs->running_map, b) && !bit(fs->committed_map, b)) {
+			blk = b;
 			break;
+		}
+	}
+	if (blk < fs->blocks)
+		fs->alloc_cursor = blk + 1;
 	if (fs->fail_new_block_after > 0 && --fs->fail_new_block_after == 0)
 		blk = fs->blocks; /* injected: the filesystem is full */
 	if (blk == fs->blocks) {

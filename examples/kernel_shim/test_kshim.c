@@ -223,7 +223,7 @@ int main(void)
 		for (i = 0; i < 600 && !e; ++i) /* records of 2 blocks, 2 apart */
 			e = kmaps_refcount_adjust(m, 900000 + (uint64_t)i * 4, 2, +1);
 		CHECK(e == 0);
-		for (k = 1; k <= 12; ++k) {
+		for (k = 1; k <= 6; ++k) {
 			CHECK(kmaps_commit(m) == 0);
 			before = take(m);
 			/* over records and gaps: assigns, then inserts that split */
