@@ -31,14 +31,7 @@
 #ifndef KMAPS_H
 #define KMAPS_H
 
-#ifdef __KERNEL__
-#include <linux/types.h> /* size_t, uint32_t, uint64_t */
-#else
-#include <stddef.h>
-#include <stdint.h>
-#endif
-
-#include "kglue.h"
+#include "kglue.h" /* also the integer types, kernel or user space */
 
 #ifdef __cplusplus
 extern "C" {
