@@ -38,9 +38,10 @@ jbtree_meson_setup() {
     fi
 }
 
-# The release build of the examples (shared by demo.sh and test.sh).
+# The release build of the examples and the tool (shared by demo.sh and
+# test.sh); more meson options may follow (test.sh adds -Dwerror=true).
 jbtree_build_release() {
     CXX=${JBTREE_CXX:-g++} jbtree_meson_setup build/release -Dbuildtype=release -Db_ndebug=true \
-        -Dexamples=enabled -Dtool=enabled -Dtests=disabled -Dbench=disabled -Dfuzz=disabled
+        -Dexamples=enabled -Dtool=enabled -Dtests=disabled -Dbench=disabled -Dfuzz=disabled "$@"
     meson compile -C build/release
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: the GCC ASan/UBSan build's unit tests, the libFuzzer
 # targets (clang) for FUZZ_SECONDS each, the release quickstart and the ext4
-# demo (scripts/e2fs_demo.sh).
+# demo (scripts/e2fs_demo.sh), and a clang release build; every build with
+# warnings as errors.
 # Ends with one line "tests: N passed, N failed[, N skipped]"; exits non-zero
 # if anything failed.
 set -euo pipefail
@@ -24,13 +25,21 @@ fail() { # fail NAME: one failed test
 jbtree_ensure_packages
 
 # ---- (a) GCC, ASan + UBSan: the unit tests ----------------------------------
-echo "==> build/asan (g++, address+undefined sanitizers)"
+# Warnings are errors in every build here (-Dwerror=true). A target that
+# does not compile (a warning, say) is one failure; the other targets are
+# still built (ninja -k 0) and the tests whose programs exist still run.
+echo "==> build/asan (g++, address+undefined sanitizers, -Werror)"
 if CXX=g++ jbtree_meson_setup build/asan -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dbuildtype=debug -Dtests=enabled -Dfuzz=disabled -Dbench=enabled &&
-    meson compile -C build/asan; then
+        -Dbuildtype=debug -Dtests=enabled -Dfuzz=disabled -Dbench=enabled -Dwerror=true; then
+    ninja -C build/asan -k 0 || fail "build/asan: compile (g++ debug, warnings are errors)"
+    mapfile -t runnable < <(meson introspect --tests build/asan | python3 -c '
+import json, os, sys
+for t in json.load(sys.stdin):
+    if os.path.exists(t["cmd"][0]):
+        print(t["name"])')
     rm -f build/asan/meson-logs/testlog.json
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-        meson test -C build/asan --print-errorlogs || true
+        meson test -C build/asan --no-rebuild --print-errorlogs "${runnable[@]}" || true
     if [ -f build/asan/meson-logs/testlog.json ]; then
         counts=$(python3 - build/asan/meson-logs/testlog.json <<'PY'
 import json, sys
@@ -63,13 +72,13 @@ PY
         fail "build/asan: meson test wrote no testlog.json"
     fi
 else
-    fail "build/asan: configure or compile"
+    fail "build/asan: configure"
 fi
 
 # ---- (b) clang + libFuzzer: each fuzz target for FUZZ_SECONDS ---------------
-echo "==> build/fuzz (clang++, libFuzzer, ${FUZZ_SECONDS}s per target)"
-if CXX=clang++ jbtree_meson_setup build/fuzz -Dfuzz=enabled -Dtests=disabled -Dbench=disabled \
-        -Dbuildtype=debugoptimized &&
+echo "==> build/fuzz (clang++, libFuzzer, ${FUZZ_SECONDS}s per target; examples and tool, -Werror)"
+if CXX=clang++ CC=clang jbtree_meson_setup build/fuzz -Dfuzz=enabled -Dtests=disabled -Dbench=disabled \
+        -Dbuildtype=debugoptimized -Dwerror=true &&
     meson compile -C build/fuzz; then
     mkdir -p build/fuzz/artifacts
     for t in node ops recovery model; do
@@ -100,8 +109,8 @@ else
 fi
 
 # ---- (c) GCC release build of the examples: quickstart and the ext4 demo ----
-echo "==> build/release (g++, release): quickstart, ext4 demo"
-if jbtree_build_release; then
+echo "==> build/release (g++, release, -Werror): quickstart, ext4 demo"
+if jbtree_build_release -Dwerror=true; then
     if build/release/examples/jbtree-quickstart; then
         passed=$((passed + 1))
     else
@@ -118,6 +127,17 @@ if jbtree_build_release; then
     rm -rf "$demo_dir" "$demo_dir.log"
 else
     fail "build/release: configure or compile"
+fi
+
+# ---- (d) clang release build of the examples and the tool, -Werror ----------
+# (GCC release: (c); GCC debug: (a); clang with optimisation: (b).)
+echo "==> build/clang-release (clang++, release, -Werror): examples, jbtree-e2fs"
+if CXX=clang++ CC=clang jbtree_meson_setup build/clang-release -Dbuildtype=release -Db_ndebug=true \
+        -Dwerror=true -Dexamples=enabled -Dtool=enabled -Dtests=disabled -Dbench=disabled -Dfuzz=disabled &&
+    meson compile -C build/clang-release; then
+    passed=$((passed + 1))
+else
+    fail "build/clang-release: configure or compile (clang release, warnings are errors)"
 fi
 
 # ---- summary ----------------------------------------------------------------
