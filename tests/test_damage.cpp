@@ -751,7 +751,10 @@ bool mutate_node(const image_case& c, const node_info& ni, variant& v, rng_t& r,
     {
         const auto* old = reinterpret_cast<const unsigned char*>(c.clean.data() + ni.block * c.bs);
         auto& items = ni.tree == rmap_tree ? v.owner_items : ni.tree == refcount_tree ? v.refcount_items : v.path_items;
-        for (const std::uint64_t first : {load_le<std::uint64_t>(lay.key(old, leaf, i)), load_le<std::uint64_t>(lay.key(n, leaf, i))}) {
+        // (Not the new key of a slotted leaf: its slot may point anywhere now.)
+        const bool slotted = leaf && node_layout<Traits>::slotted_leaves;
+        const std::uint64_t first_old = load_le<std::uint64_t>(lay.key(old, leaf, i));
+        for (const std::uint64_t first : {first_old, slotted ? first_old : load_le<std::uint64_t>(lay.key(n, leaf, i))}) {
             if (ni.tree == parent_tree) {
                 if (first <= c.ninodes) items.push_back(first);
                 continue;
