@@ -50,7 +50,7 @@ passwd=$(ino /etc/passwd)
 data=$(first_block /var/log/big.log)
 xblk=$(debugfs -R "stat /home/ann/src/file1.c" "$img" 2>/dev/null | sed -n 's/.*File ACL: \([0-9]*\).*/\1/p')
 mapblk=$(first_block "<5>")
-itable=$(dumpe2fs "$img" 2>/dev/null | sed -n 's/^  Inode table at \([0-9]*\)-.*/\1/p' | head -1)
+itable=$(dumpe2fs "$img" 2>/dev/null | sed -n 's/^  Inode table at \([0-9]*\)-.*/\1/p' | awk 'NR == 1')
 
 step "owners of a data block, the xattr block, an inode table block, a block of the maps themselves"
 show "$tool" owner "$img" "$data" "$xblk" "$itable" "$mapblk"

@@ -67,7 +67,7 @@ n=$(grep -cE 'mov[a-z]*\s+[^,]+,-0x[0-9a-f]+\(%rsp\)' "$tmp/dis.txt" || true)
 n=$(grep -cE '\sjmp\s+\*' "$tmp/dis.txt" || true)
 [ "$n" -eq 0 ] || bad "$n indirect jumps (jump tables)"
 
-max=$(sort -t$'\t' -k2 -n -r "$tmp"/kmaps_cxx.su | head -n 1 | awk -F'\t' '{print $2}')
+max=$(awk -F'\t' '$2 > m {m = $2} END {print m + 0}' "$tmp"/kmaps_cxx.su) # (no `| head`: SIGPIPE under pipefail)
 [ "${max:-0}" -le 2048 ] || bad "a frame of $max bytes (over 2048)"
 echo "frames (bytes, -fstack-usage, kernel flags):"
 grep -E ':[0-9]+:[0-9]+:(int|void|uint64_t) kmaps_[a-z_]+\(' "$tmp"/kmaps_cxx.su | sed -E 's/^.* (kmaps_[a-z_]+)\(.*\)\t([0-9]+)\t.*/  \1 \2/' | sort -k2 -n -r
