@@ -688,14 +688,27 @@ int cmd_check(const char* path) {
         }
         std::vector<std::uint64_t> ends(ext2fs_adapter::map_sweep_capacity);
         auto src = sm.rm().extents();
-        auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [](std::uint64_t, std::uint64_t, std::uint32_t, std::uint32_t) {});
+        std::uint64_t rc_first = 0, rc_len = 0;
+        std::uint32_t rc_expected = 0, rc_actual = 0;
+        auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [&](std::uint64_t s, std::uint64_t n, std::uint32_t want, std::uint32_t have) {
+            if (rc_len == 0) rc_first = s, rc_len = n, rc_expected = want, rc_actual = have;
+        });
         if (!cc) { // it reads both maps: name the one with a damaged node
             std::string w = sm.describe_error(ext2fs_adapter::map_slot_refcount, cc.error());
             if (sm.rc().tree().last_fault().what == node_fault::none && w.find(" node at block ") == std::string::npos)
                 w = sm.describe_error(ext2fs_adapter::map_slot_rmap, cc.error());
             note(read_error(cc.error()), "refcount cross-check failed: " + w);
         }
-        else if (*cc) note(ecode::corrupted, std::to_string(*cc) + " refcount stretches disagree with the rmap");
+        else if (*cc) {
+            // The first stretch, and the node of the refcount record there (or,
+            // without one, of an rmap record the count came from).
+            std::string where = sm.node_covering(ext2fs_adapter::map_slot_refcount, rc_first);
+            if (where.empty()) where = sm.node_covering(ext2fs_adapter::map_slot_rmap, rc_first);
+            note(ecode::corrupted, std::to_string(*cc) + " refcount stretches disagree with the rmap (first: blocks " +
+                                       std::to_string(rc_first) + "+" + std::to_string(rc_len) + ": refcount " +
+                                       std::to_string(rc_actual) + ", the rmap has " + std::to_string(rc_expected) +
+                                       (where.empty() ? "" : "; " + where) + ")");
+        }
         rc_diff = cc ? *cc : 0;
         std::set<std::tuple<std::uint64_t, std::uint64_t, std::string>> entries;
         for (const auto& l : r.links) entries.emplace(l.child, l.parent, l.name);
