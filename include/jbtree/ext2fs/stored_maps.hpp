@@ -556,6 +556,13 @@ private:
         return {};
     }
 
+    // The tree id of the map in `slot`.
+    [[nodiscard]] std::uint32_t tree_id_of(std::uint32_t slot) const noexcept {
+        return slot == map_slot_rmap       ? rm_->anchor().tree_id
+               : slot == map_slot_refcount ? rc_->anchor().tree_id
+                                           : pm_->anchor().tree_id;
+    }
+
     // Every sound leaf of the tree in `slot`, in block order: the first with
     // a record `show(layout, node, index)` describes (non-empty), as "MAP
     // node at block N (record TEXT)". One read of each allocated block:
@@ -563,9 +570,7 @@ private:
     template <class Traits, class Show>
     [[nodiscard]] std::string leaf_with(std::uint32_t slot, Show show) {
         const node_layout<Traits> lay(fs_->blocksize);
-        const std::uint32_t id = slot == map_slot_rmap ? rm_->tree().anchor().tree_id
-                                 : slot == map_slot_refcount ? rc_->tree().anchor().tree_id
-                                                             : pm_->tree().anchor().tree_id;
+        const std::uint32_t id = tree_id_of(slot);
         for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
             if (!vol_->allocated(b)) continue;
             auto r = vol_->store().read(b);
@@ -588,9 +593,7 @@ private:
     [[nodiscard]] std::string stale_entries(std::uint32_t slot) {
         using L = node_layout<Traits>;
         const L lay(fs_->blocksize);
-        const std::uint32_t id = slot == map_slot_rmap ? rm_->tree().anchor().tree_id
-                                 : slot == map_slot_refcount ? rc_->tree().anchor().tree_id
-                                                             : pm_->tree().anchor().tree_id;
+        const std::uint32_t id = tree_id_of(slot);
         for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
             if (!vol_->allocated(b)) continue;
             auto r = vol_->store().read(b);
