@@ -533,25 +533,37 @@ private:
         const node_layout<Traits> lay(fs_->blocksize);
         const std::uint64_t lo = vol_->data_start(), hi = vol_->end_block();
         auto outside = [&](std::uint64_t b) { return b < lo || b >= hi; };
-        for (std::uint64_t b = lo; b < hi; ++b) {
+        return first_sound_node<Traits>(id, [&](std::uint64_t b, const unsigned char* n) -> std::string {
+            const node_header* h = header_of(n);
+            const std::string at = std::string(map) + " node at block " + std::to_string(b) + ": ";
+            if (h->level.get() == 0) {
+                for (const std::uint64_t s : {h->left.get(), h->right.get()})
+                    if (s && outside(s)) return at + "sibling link " + std::to_string(s) + " outside the map file";
+                return {};
+            }
+            for (std::uint32_t i = 0; i < node_layout<Traits>::count(n); ++i)
+                if (const std::uint64_t c = node_layout<Traits>::child(lay.payload(n, false, i)); outside(c))
+                    return at + "child pointer " + std::to_string(c) + " (entry " + std::to_string(i) + ") outside the map file";
+            return {};
+        });
+    }
+
+    // The first non-empty f(block, node) over the structurally sound nodes
+    // of tree `id` in the map file (allocated blocks, in block order), or
+    // "". One read of each allocated block: only on error paths.
+    template <class Traits, class F>
+    [[nodiscard]] std::string first_sound_node(std::uint32_t id, F f) {
+        const node_layout<Traits> lay(fs_->blocksize);
+        for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
             if (!vol_->allocated(b)) continue;
             auto r = vol_->store().read(b);
             if (!r) continue;
             const unsigned char* n = r->data();
             const node_header* h = header_of(n);
             if (h->magic.get() != Traits::magic || h->tree_id.get() != id) continue;
-            const unsigned level = h->level.get();
-            const node_expectation want{b, id, level, vol_->store().checksums(), vol_->store().checksum_seed(), false};
+            const node_expectation want{b, id, h->level.get(), vol_->store().checksums(), vol_->store().checksum_seed(), false};
             if (check_node(lay, n, want) != node_fault::none) continue;
-            const std::string at = std::string(map) + " node at block " + std::to_string(b) + ": ";
-            if (level == 0) {
-                for (const std::uint64_t s : {h->left.get(), h->right.get()})
-                    if (s && outside(s)) return at + "sibling link " + std::to_string(s) + " outside the map file";
-                continue;
-            }
-            for (std::uint32_t i = 0; i < node_layout<Traits>::count(n); ++i)
-                if (const std::uint64_t c = node_layout<Traits>::child(lay.payload(n, false, i)); outside(c))
-                    return at + "child pointer " + std::to_string(c) + " (entry " + std::to_string(i) + ") outside the map file";
+            if (std::string t = f(b, n); !t.empty()) return t;
         }
         return {};
     }
@@ -570,21 +582,13 @@ private:
     template <class Traits, class Show>
     [[nodiscard]] std::string leaf_with(std::uint32_t slot, Show show) {
         const node_layout<Traits> lay(fs_->blocksize);
-        const std::uint32_t id = tree_id_of(slot);
-        for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
-            if (!vol_->allocated(b)) continue;
-            auto r = vol_->store().read(b);
-            if (!r) continue;
-            const unsigned char* n = r->data();
-            if (header_of(n)->magic.get() != Traits::magic || header_of(n)->tree_id.get() != id || header_of(n)->level.get() != 0)
-                continue;
-            const node_expectation want{b, id, 0, vol_->store().checksums(), vol_->store().checksum_seed(), false};
-            if (check_node(lay, n, want) != node_fault::none) continue;
+        return first_sound_node<Traits>(tree_id_of(slot), [&](std::uint64_t b, const unsigned char* n) -> std::string {
+            if (header_of(n)->level.get() != 0) return {};
             for (std::uint32_t i = 0; i < node_layout<Traits>::count(n); ++i)
                 if (const std::string t = show(lay, n, i); !t.empty())
                     return std::string(map_name(slot)) + " node at block " + std::to_string(b) + " (record " + t + ")";
-        }
-        return {};
+            return {};
+        });
     }
 
     // The first sound node of the tree in `slot` (fixed layout) whose key
@@ -593,26 +597,17 @@ private:
     [[nodiscard]] std::string stale_entries(std::uint32_t slot) {
         using L = node_layout<Traits>;
         const L lay(fs_->blocksize);
-        const std::uint32_t id = tree_id_of(slot);
-        for (std::uint64_t b = vol_->data_start(); b < vol_->end_block(); ++b) {
-            if (!vol_->allocated(b)) continue;
-            auto r = vol_->store().read(b);
-            if (!r) continue;
-            const unsigned char* n = r->data();
-            const node_header* h = header_of(n);
-            if (h->magic.get() != Traits::magic || h->tree_id.get() != id) continue;
-            const bool leaf = h->level.get() == 0;
-            if (leaf && L::slotted_leaves) continue;
-            const node_expectation want{b, id, h->level.get(), vol_->store().checksums(), vol_->store().checksum_seed(), false};
-            if (check_node(lay, n, want) != node_fault::none) continue;
+        return first_sound_node<Traits>(tree_id_of(slot), [&](std::uint64_t b, const unsigned char* n) -> std::string {
+            const bool leaf = header_of(n)->level.get() == 0;
+            if (leaf && L::slotted_leaves) return {};
             const std::uint32_t cnt = L::count(n);
-            if (cnt >= lay.capacity(leaf)) continue;
+            if (cnt >= lay.capacity(leaf)) return {};
             const unsigned char* k = lay.key(n, leaf, cnt);
             if (std::any_of(k, k + L::key_size, [](unsigned char c) { return c != 0; }))
                 return std::string(map_name(slot)) + " node at block " + std::to_string(b) + ": entries past its count (" +
                        std::to_string(cnt) + ") are not zero";
-        }
-        return {};
+            return {};
+        });
     }
 
     ext2_filsys fs_ = nullptr;
