@@ -50,7 +50,7 @@
 #include <jbtree/records/basic.hpp>
 #include <jbtree/volume/volume.hpp>
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <fcntl.h>
 #include <spawn.h>

@@ -29,7 +29,7 @@
 #include <jbtree/journal/jbd2_recovery.hpp>
 #include <jbtree/policy/block_device.hpp>
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <array>
 #include <cerrno>

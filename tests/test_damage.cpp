@@ -38,7 +38,7 @@
 #include <jbtree/node/header.hpp>
 #include <jbtree/node/layout.hpp>
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <algorithm>
 #include <cctype>

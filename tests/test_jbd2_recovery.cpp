@@ -13,7 +13,7 @@
 #include <jbtree/journal/jbd2_recovery.hpp>
 #include <jbtree/storage/memory_device.hpp>
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <cstdio>
 #include <cstdlib>

@@ -32,7 +32,7 @@
 // Needs libext2fs (pkg-config ext2fs); not part of the freestanding core.
 #pragma once
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <cerrno>
 #include <cstdint>

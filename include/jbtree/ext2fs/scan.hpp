@@ -32,7 +32,7 @@
 // errc::io when libext2fs fails otherwise; *ext2_error holds its code.
 #pragma once
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <algorithm>
 #include <cstdint>

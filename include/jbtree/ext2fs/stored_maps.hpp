@@ -24,7 +24,7 @@
 // like the scan; not part of the freestanding core.
 #pragma once
 
-#include <ext2fs/ext2fs.h>
+#include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <algorithm>
 #include <cerrno>
