@@ -34,6 +34,7 @@
 //   4 unsupported, not_clean, corrupted, journal_refused, stale_maps,
 //     maps_inconsistent, no_space, internal: the image is damaged or
 //     unsupported, or the maps are not right for it.
+#include <jbtree/ext2fs/check_maps.hpp>
 #include <jbtree/ext2fs/io_device.hpp>
 #include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/ext2fs/scan.hpp>
@@ -242,18 +243,7 @@ bool parse_u64(const char* s, std::uint64_t& v) {
     return true;
 }
 
-std::string owner_name(std::uint64_t o) {
-    switch (o) {
-    case rmap_owner::fs: return "<superblock/descriptors>";
-    case rmap_owner::reserved_gdt: return "<reserved GDT>";
-    case rmap_owner::bitmaps: return "<bitmaps>";
-    case rmap_owner::inode_table: return "<inode table>";
-    case rmap_owner::journal: return "<journal>";
-    case rmap_owner::jbtree: return "<jbtree maps>";
-    case rmap_owner::unknown: return "<unknown>";
-    }
-    return std::to_string(o);
-}
+using ext2fs_adapter::owner_name;
 
 // An image opened read-only, closed when it goes out of scope.
 struct image {
@@ -602,136 +592,30 @@ int cmd_check(const char* path) {
         note(ecode::corrupted, why);
         return finish("damaged");
     }
-    const auto& st = sm.stored_stamp();
-    const auto& now = sm.current_stamp();
-    if (sm.stale()) {
-        std::string d;
-        if (st.mnt_count.get() != now.mnt_count.get() || st.fs_mtime.get() != now.fs_mtime.get()) d += "mounted since; ";
-        if (st.fs_wtime.get() != now.fs_wtime.get() || st.kbytes_written.get() != now.kbytes_written.get())
-            d += "superblock written since; ";
-        if (st.free_blocks.get() != now.free_blocks.get() || st.free_inodes.get() != now.free_inodes.get() ||
-            st.gdt_crc.get() != now.gdt_crc.get())
-            d += "allocation changed; ";
-        if (d.size() >= 2) d.resize(d.size() - 2);
-        note(ecode::stale_maps, "stale: the filesystem changed since the build (" + d + "): run jbtree-e2fs build");
-    }
-    // The trees themselves.
-    auto rv = sm.rm().verify();
-    auto cv = sm.rc().verify();
-    auto pv = sm.pm().verify();
-    auto failed_verify = [&](std::uint32_t slot, const auto& rep, std::uint64_t problems) {
-        note(ecode::corrupted, std::string("the ") + stored_maps::map_name(slot) + " tree fails verification (" +
-                                   std::to_string(problems) + (problems == 1 ? " problem" : " problems") +
-                                   "; first: " + sm.describe_verify(slot, rep) + ")");
+    // The checks (check_maps.hpp): each problem with the error code it
+    // decides, damage (or a read that failed) over disagreement over
+    // staleness.
+    ext2fs_adapter::map_check_summary sum;
+    auto report = [&](const ext2fs_adapter::map_check_problem& p) {
+        using ext2fs_adapter::map_check_kind;
+        ecode c = ecode::corrupted;
+        if (p.kind == map_check_kind::stale) c = ecode::stale_maps;
+        else if (p.cause == errc::io) c = ecode::io;
+        else if (p.kind == map_check_kind::rmap_missing || p.kind == map_check_kind::rmap_extra || p.kind == map_check_kind::parent)
+            c = ecode::maps_inconsistent;
+        note(c, p.text);
     };
-    if (!rv.clean()) failed_verify(ext2fs_adapter::map_slot_rmap, rv, rv.tree.problem_count + rv.problem_count);
-    if (!cv.clean()) failed_verify(ext2fs_adapter::map_slot_refcount, cv, cv.tree.problem_count + cv.problem_count);
-    if (!pv.clean())
-        failed_verify(ext2fs_adapter::map_slot_parent, pv, pv.tree.problem_count + pv.problem_count + (pv.walk_error != errc::ok));
-    const bool trees_ok = rv.clean() && cv.clean() && pv.clean();
-    if (trees_ok) {
-        std::vector<unsigned char> seen((sm.vol().end_block() - sm.vol().data_start() + 7) / 8);
-        auto own = check_ownership(sm.vol(), seen.data(), seen.size(), sm.rm().tree(), sm.rc().tree(), sm.pm().tree());
-        if (!own.clean())
-            note(ecode::corrupted, "the maps' volume accounts its blocks wrongly (" + std::to_string(own.problem_count) +
-                                     " problems: leaked, unallocated or doubly owned nodes; first: block " +
-                                     std::to_string(own.problems[0].block) + ": " + describe(own.problems[0].kind) +
-                                     (own.problems[0].error != errc::ok ? std::string(": ") + describe(own.problems[0].error) : "") +
-                                     ")");
-    }
-    // Both ways against the filesystem.
-    std::uint64_t rmap_missing = 0, rmap_extra = 0, pp_diff = 0, rc_diff = 0;
-    if (trees_ok) {
+    ext2fs_adapter::check_stamp(sm, report, sum);
+    if (ext2fs_adapter::check_trees(sm, report, sum)) {
         ext2fs_adapter::scan_result r;
         if (auto f = scan_image(fs, r)) {
             note(f->code, "the filesystem cannot be scanned: " + f->text);
             return finish("present");
         }
-        // ext4 must not be able to hand out what the maps hold (nor anything
-        // else that is owned): every owned block marked in use.
-        if (errcode_t be = ext2fs_read_bitmaps(fs)) {
-            note(ext2fs_adapter::is_damage(be) ? ecode::corrupted : ecode::io,
-                 std::string("the block bitmap cannot be read: ") + error_message(be));
-        } else {
-            std::uint64_t owner = 0;
-            if (const std::uint64_t hole = ext2fs_adapter::first_owned_but_free(fs, r.rmap, &owner))
-                note(ecode::corrupted, "block " + std::to_string(hole) + " (owner " + owner_name(owner) +
-                                         ") is marked free in the block bitmap: ext4 could hand it out (run e2fsck)");
-        }
-        std::vector<rmap_record> stored;
-        if (const errc fe = sm.rm().for_each([&](const rmap_record& x) {
-                stored.push_back(x);
-                return true;
-            });
-            fe != errc::ok) {
-            note(read_error(fe), "the rmap cannot be read: " + sm.describe_error(ext2fs_adapter::map_slot_rmap, fe));
-            return finish("damaged");
-        }
-        auto less = [](const rmap_record& a, const rmap_record& b) {
-            return std::tie(a.start, a.owner, a.offset, a.length, a.flags) < std::tie(b.start, b.owner, b.offset, b.length, b.flags);
-        };
-        std::sort(r.rmap.begin(), r.rmap.end(), less);
-        std::sort(stored.begin(), stored.end(), less);
-        std::vector<rmap_record> miss, extra;
-        std::set_difference(r.rmap.begin(), r.rmap.end(), stored.begin(), stored.end(), std::back_inserter(miss), less);
-        std::set_difference(stored.begin(), stored.end(), r.rmap.begin(), r.rmap.end(), std::back_inserter(extra), less);
-        rmap_missing = miss.size(), rmap_extra = extra.size();
-        auto show = [](const rmap_record& x) {
-            return "blocks " + std::to_string(x.start) + "+" + std::to_string(x.length) + " owner " + owner_name(x.owner);
-        };
-        if (!miss.empty())
-            note(ecode::maps_inconsistent, std::to_string(miss.size()) + " filesystem extents missing from the rmap (first: " + show(miss[0]) + ")");
-        if (!extra.empty()) {
-            const std::string where = sm.node_holding(extra[0]);
-            note(ecode::maps_inconsistent, std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " +
-                                               show(extra[0]) + (where.empty() ? "" : ", in the " + where) + ")");
-        }
-        std::vector<std::uint64_t> ends(ext2fs_adapter::map_sweep_capacity);
-        auto src = sm.rm().extents();
-        std::uint64_t rc_first = 0, rc_len = 0;
-        std::uint32_t rc_expected = 0, rc_actual = 0;
-        auto cc = sm.rc().cross_check(src, {ends.data(), ends.size()}, [&](std::uint64_t s, std::uint64_t n, std::uint32_t want, std::uint32_t have) {
-            if (rc_len == 0) rc_first = s, rc_len = n, rc_expected = want, rc_actual = have;
-        });
-        if (!cc) { // it reads both maps: name the one with a damaged node
-            std::string w = sm.describe_error(ext2fs_adapter::map_slot_refcount, cc.error());
-            if (sm.rc().tree().last_fault().what == node_fault::none && w.find(" node at block ") == std::string::npos)
-                w = sm.describe_error(ext2fs_adapter::map_slot_rmap, cc.error());
-            note(read_error(cc.error()), "refcount cross-check failed: " + w);
-        }
-        else if (*cc) {
-            // The first stretch, and the node of the refcount record there (or,
-            // without one, of an rmap record the count came from).
-            std::string where = sm.node_covering(ext2fs_adapter::map_slot_refcount, rc_first);
-            if (where.empty()) where = sm.node_covering(ext2fs_adapter::map_slot_rmap, rc_first);
-            note(ecode::corrupted, std::to_string(*cc) + " refcount stretches disagree with the rmap (first: blocks " +
-                                       std::to_string(rc_first) + "+" + std::to_string(rc_len) + ": refcount " +
-                                       std::to_string(rc_actual) + ", the rmap has " + std::to_string(rc_expected) +
-                                       (where.empty() ? "" : "; " + where) + ")");
-        }
-        rc_diff = cc ? *cc : 0;
-        std::set<std::tuple<std::uint64_t, std::uint64_t, std::string>> entries;
-        for (const auto& l : r.links) entries.emplace(l.child, l.parent, l.name);
-        std::string first_pp;
-        auto pc = sm.pm().cross_check(
-            [&](auto&& visit) {
-                for (const auto& l : r.links)
-                    if (!visit(l.child, l.parent, l.parent_gen, name_ref(l.name.data(), l.name.size()))) break;
-            },
-            [&](std::uint64_t c, std::uint64_t p, name_ref n) {
-                return entries.count({c, p, std::string(reinterpret_cast<const char*>(n.data), n.size)}) != 0;
-            },
-            [&](dirent_mismatch m, std::uint64_t c, std::uint64_t p, name_ref n) {
-                if (first_pp.empty())
-                    first_pp = std::string(describe(m)) + ": inode " + std::to_string(c) + " in directory " + std::to_string(p) +
-                               " as \"" + std::string(reinterpret_cast<const char*>(n.data), n.size) + "\"";
-            });
-        if (!pc)
-            note(read_error(pc.error()),
-                 "parent pointer cross-check failed: " + sm.describe_error(ext2fs_adapter::map_slot_parent, pc.error()));
-        else if (*pc) note(ecode::maps_inconsistent, std::to_string(*pc) + " parent pointers disagree with the directories (first: " + first_pp + ")");
-        pp_diff = pc ? *pc : 0;
+        ext2fs_adapter::check_against(fs, sm, r, report, sum);
     }
+    const std::uint64_t rmap_missing = sum.rmap_missing, rmap_extra = sum.rmap_extra, rc_diff = sum.refcount_mismatches,
+                        pp_diff = sum.parent_mismatches;
     info = ",\"stale\":" + std::string(sm.stale() ? "true" : "false") + ",\"records\":{\"rmap\":" +
            std::to_string(sm.rm().size()) + ",\"refcount\":" + std::to_string(sm.rc().size()) + ",\"parent\":" +
            std::to_string(sm.pm().size()) + "},\"rmap_missing\":" + std::to_string(rmap_missing) + ",\"rmap_extra\":" +

@@ -22,9 +22,9 @@
 #include "jbtree/ext2fs/libext2fs.hpp"
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <new>
 
 #include "jbtree/base/crc32c.hpp"
 #include "jbtree/base/endian.hpp"
@@ -168,7 +168,10 @@ struct map_file {
     }
     if (next * bs != size) return damaged("blocks do not cover its size");
     if (first == 0 || first >= nblocks || next > nblocks - first) return damaged("blocks outside the filesystem");
-    std::unique_ptr<unsigned char[]> sb(new (std::nothrow) unsigned char[bs]);
+    struct free_deleter {
+        void operator()(unsigned char* p) const noexcept { std::free(p); }
+    };
+    std::unique_ptr<unsigned char, free_deleter> sb(static_cast<unsigned char*>(std::malloc(bs)));
     if (!sb) return errc::no_memory;
     if (errcode_t re = io_channel_read_blk64(fs->io, first, 1, sb.get())) return fail(re);
     if (load_le<std::uint32_t>(sb.get()) != volume_magic) return damaged("no volume superblock in its first block");

@@ -217,19 +217,16 @@ inline void canonicalize(std::vector<rmap_record>& v) {
     return 0;
 }
 
-template <class Progress>
-[[nodiscard]] errc scan_filesystem(ext2_filsys fs, scan_result& out, Progress&& progress,
-                                   errcode_t* ext2_error = nullptr) {
-    auto fail = [&](errcode_t e) {
-        if (ext2_error) *ext2_error = e;
-        return is_damage(e) ? errc::corrupted : errc::io;
-    };
-    out = scan_result{};
+// The blocks no inode maps, as records of single blocks (the caller
+// canonicalizes): per group, superblock copies and group descriptor blocks
+// (rmap_owner::fs), block and inode bitmaps (bitmaps), the inode table
+// (inode_table); the MMP block (unknown); for 1 KiB blocks, block 0 (the
+// boot block) as fs.
+inline void add_static_metadata(ext2_filsys fs, std::vector<rmap_record>& out) {
     const std::uint64_t nblocks = ext2fs_blocks_count(fs->super);
     auto add_range = [&](std::uint64_t start, std::uint64_t len, std::uint64_t owner) {
-        for (std::uint64_t b = start; b < start + len && b < nblocks; ++b) out.rmap.push_back(rmap_record{b, 1, owner, 0, 0});
+        for (std::uint64_t b = start; b < start + len && b < nblocks; ++b) out.push_back(rmap_record{b, 1, owner, 0, 0});
     };
-    // Static metadata, group by group.
     if (fs->blocksize == 1024) add_range(0, 1, rmap_owner::fs);
     for (dgrp_t g = 0; g < fs->group_desc_count; ++g) {
         blk64_t super = 0, old_desc = 0, new_desc = 0;
@@ -243,6 +240,37 @@ template <class Progress>
         add_range(ext2fs_inode_table_loc(fs, g), fs->inode_blocks_per_group, rmap_owner::inode_table);
     }
     if (ext2fs_has_feature_mmp(fs->super) && fs->super->s_mmp_block) add_range(fs->super->s_mmp_block, 1, rmap_owner::unknown);
+}
+
+// Does the maps' content include inode `ino` (its blocks, and its entries
+// if a directory)? Every inode with a link, and the bad-blocks, resize and
+// journal inodes, which have none.
+[[nodiscard]] inline bool inode_in_maps(ext2_filsys fs, std::uint64_t ino, const ext2_inode& inode) noexcept {
+    return inode.i_links_count != 0 || ino == EXT2_BAD_INO || ino == EXT2_RESIZE_INO || ino == fs->super->s_journal_inum;
+}
+
+// Who owns the blocks inode `ino` maps: the inode itself, or for the
+// journal, resize and bad-blocks inodes and jbtree's map file
+// (`is_map_file`: inode 5 marked by jbtree) their special owner, whose
+// records are offset-less.
+[[nodiscard]] inline std::uint64_t owner_of_inode(ext2_filsys fs, std::uint64_t ino, bool is_map_file) noexcept {
+    if (ino == fs->super->s_journal_inum) return rmap_owner::journal;
+    if (ino == EXT2_RESIZE_INO) return rmap_owner::reserved_gdt;
+    if (ino == EXT2_BAD_INO) return rmap_owner::unknown;
+    if (is_map_file) return rmap_owner::jbtree;
+    return ino;
+}
+
+template <class Progress>
+[[nodiscard]] errc scan_filesystem(ext2_filsys fs, scan_result& out, Progress&& progress,
+                                   errcode_t* ext2_error = nullptr) {
+    auto fail = [&](errcode_t e) {
+        if (ext2_error) *ext2_error = e;
+        return is_damage(e) ? errc::corrupted : errc::io;
+    };
+    out = scan_result{};
+    const std::uint64_t nblocks = ext2fs_blocks_count(fs->super);
+    add_static_metadata(fs, out.rmap);
 
     // Inodes.
     ext2_inode_scan scan = nullptr;
@@ -261,19 +289,10 @@ template <class Progress>
         }
         if (ino == 0) break;
         if ((n & 0x3FFF) == 0) progress(ino, total);
-        const bool reserved = ino < EXT2_FIRST_INODE(fs->super);
-        if (inode.i_links_count == 0 && ino != EXT2_BAD_INO && ino != EXT2_RESIZE_INO && ino != fs->super->s_journal_inum)
-            continue;
-        if (reserved && ino != EXT2_ROOT_INO && ino != EXT2_BAD_INO && ino != EXT2_RESIZE_INO &&
-            ino != fs->super->s_journal_inum && inode.i_links_count == 0)
-            continue;
+        if (!inode_in_maps(fs, ino, inode)) continue;
         ++out.inodes;
-        std::uint64_t owner = ino;
-        bool offsetless = false;
-        if (ino == fs->super->s_journal_inum) owner = rmap_owner::journal, offsetless = true;
-        else if (ino == EXT2_RESIZE_INO) owner = rmap_owner::reserved_gdt, offsetless = true;
-        else if (ino == EXT2_BAD_INO) owner = rmap_owner::unknown, offsetless = true;
-        else if (is_map_inode(ino, inode)) owner = rmap_owner::jbtree, offsetless = true;
+        const std::uint64_t owner = owner_of_inode(fs, ino, is_map_inode(ino, inode));
+        const bool offsetless = rmap_owner::is_special(owner);
         bool bad = false;
         errcode_t xe = 0;
         if (ext2fs_inode_has_valid_blocks2(fs, &inode) &&

@@ -28,7 +28,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -182,6 +181,13 @@ struct needs_recovery_flag {
         return d.flush();
     }
 };
+
+// Seconds on the monotonic clock (timing the steps of a build).
+inline double monotonic_seconds() noexcept {
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
 
 inline std::uint64_t realtime_ns(void*) noexcept {
     timespec t{};
@@ -491,6 +497,7 @@ public:
     }
 
     [[nodiscard]] const map_file& file() const noexcept { return file_; }
+    [[nodiscard]] ext2_filsys filesystem() const noexcept { return fs_; }
     // The filesystem changed since the build (its stamp differs).
     [[nodiscard]] bool stale() const noexcept { return !stamp_matches(stored_, now_); }
     [[nodiscard]] const map_stamp& stored_stamp() const noexcept { return stored_; }
@@ -666,6 +673,7 @@ struct build_report {
     std::uint64_t first = 0, blocks = 0; // the map file
     std::uint64_t nodes = 0;             // tree blocks written
     std::uint32_t journaled = 0;         // filesystem blocks libext2fs changed (in the commit)
+    bool wrote = false;                  // blocks were written (a refusal writes none)
     bool replaced = false;               // an older map file was freed
     // Wall time of the phases: open and checks (with reading the bitmaps),
     // scan, building the trees in memory, writing and committing them.
@@ -738,38 +746,23 @@ struct free_run {
 
 namespace detail {
 
-[[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
-                                            const build_hooks& hooks) {
+// Build on an open read-write `fs` (from a scan of it, or `given`: the
+// caller's scan of it, used up). The journal is checkpointed and empty on
+// return; the caller closes `fs` without letting libext2fs write.
+[[nodiscard]] inline errc build_on(ext2_filsys fs, scan_result* given, build_report& rep, std::string& why,
+                                   const build_hooks& hooks) {
     auto refuse = [&](build_problem p, errc e, std::string w) {
         rep.problem = p;
         why = std::move(w);
         return e;
     };
-    using clock = std::chrono::steady_clock;
-    auto lap = [t = clock::now()]() mutable {
-        const auto now = clock::now();
-        const double d = std::chrono::duration<double>(now - t).count();
+    auto lap = [t = monotonic_seconds()]() mutable {
+        const double now = monotonic_seconds();
+        const double d = now - t;
         t = now;
         return d;
     };
-    int mount_flags = 0;
-    if (errcode_t e = ext2fs_check_if_mounted(path, &mount_flags)) {
-        // Also what a missing file gives (ENOENT from its stat()).
-        return refuse(e == ENOENT ? build_problem::cannot_open : build_problem::io, errc::io,
-                      std::string("cannot tell whether it is mounted: ") + error_message(e));
-    }
-    if (mount_flags & EXT2_MF_MOUNTED) return refuse(build_problem::in_use, errc::busy, "the filesystem is mounted");
-    ext2_filsys fs = nullptr;
-    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_RW | EXT2_FLAG_64BITS | EXT2_FLAG_EXCLUSIVE, 0, 0,
-                                   unix_io_manager, &fs)) {
-        const bool busy = e == EBUSY || e == EXT2_ET_MMP_FSCK_ON || e == EXT2_ET_MMP_FAILED;
-        return refuse(busy ? build_problem::in_use : build_problem::cannot_open, busy ? errc::busy : errc::io,
-                      std::string("cannot open read-write: ") + error_message(e));
-    }
-    struct closer {
-        ext2_filsys* fs;
-        ~closer() { close_without_writing(*fs); }
-    } close_fs{&fs};
+    if (!(fs->flags & EXT2_FLAG_RW)) return refuse(build_problem::failed, errc::invalid, "the filesystem is open read-only");
     ext2_super_block* sb = fs->super;
     if (!ext2fs_has_feature_journal(sb) || sb->s_journal_inum == 0)
         return refuse(build_problem::unsupported, errc::not_supported,
@@ -794,17 +787,22 @@ namespace detail {
                       std::string("reading the bitmaps: ") + error_message(e));
 
     rep.open_seconds = lap();
-    // 1. Scan. The old map file's blocks are dropped: they are freed below.
-    scan_result r;
-    errc e = scan_filesystem(
-        fs, r,
-        [&](std::uint64_t d, std::uint64_t t) {
-            if (hooks.progress) hooks.progress(hooks.ctx, d, t);
-        },
-        &ee);
-    if (e != errc::ok)
-        return refuse(e == errc::corrupted ? build_problem::damaged : build_problem::io, e,
-                      std::string("scan: ") + describe(e) + (ee ? std::string(": ") + error_message(ee) : std::string()));
+    // 1. Scan (or take the caller's). The old map file's blocks are
+    //    dropped: they are freed below.
+    scan_result own;
+    scan_result& r = given ? *given : own;
+    if (!given) {
+        errc se = scan_filesystem(
+            fs, r,
+            [&](std::uint64_t d, std::uint64_t t) {
+                if (hooks.progress) hooks.progress(hooks.ctx, d, t);
+            },
+            &ee);
+        if (se != errc::ok)
+            return refuse(se == errc::corrupted ? build_problem::damaged : build_problem::io, se,
+                          std::string("scan: ") + describe(se) + (ee ? std::string(": ") + error_message(ee) : std::string()));
+    }
+    errc e = errc::ok;
     // Only blocks the bitmap marks free are written: every block something
     // owns must be marked in use, or a damaged bitmap could hand out a
     // file's block (e2fsck's pass 5 finds and fixes that first).
@@ -890,6 +888,7 @@ namespace detail {
     rep.load_seconds = lap();
 
     // 3. The volume and the nodes, straight to the free run, flushed.
+    rep.wrote = true;
     io_device dev(fs);
     dev.set_write_observer(hooks.before_write, hooks.ctx);
     std::vector<unsigned char> scratch(bs);
@@ -922,6 +921,14 @@ namespace detail {
 
     // 4. One transaction: the filesystem's allocation of the map file and
     //    the volume's bitmap and anchors.
+    //    The bytes written through fs->io so far (the caller's, the nodes
+    //    just written) go into s_kbytes_written now, as ext2fs_close()
+    //    would: the superblock is not written again after the build.
+    if (fs->io->manager->get_stats) {
+        io_stats stats = nullptr;
+        fs->io->manager->get_stats(fs->io, &stats);
+        if (stats && stats->bytes_written && sb->s_kbytes_written) sb->s_kbytes_written += stats->bytes_written >> 10;
+    }
     needs_recovery_flag flag{&dev, std::vector<unsigned char>(bs)};
     jbd2::journal_options opt;
     opt.clock_ns = &realtime_ns;
@@ -1024,6 +1031,34 @@ namespace detail {
     return errc::ok;
 }
 
+[[nodiscard]] inline errc build_stored_maps(const char* path, build_report& rep, std::string& why,
+                                            const build_hooks& hooks) {
+    auto refuse = [&](build_problem p, errc e, std::string w) {
+        rep.problem = p;
+        why = std::move(w);
+        return e;
+    };
+    int mount_flags = 0;
+    if (errcode_t e = ext2fs_check_if_mounted(path, &mount_flags)) {
+        // Also what a missing file gives (ENOENT from its stat()).
+        return refuse(e == ENOENT ? build_problem::cannot_open : build_problem::io, errc::io,
+                      std::string("cannot tell whether it is mounted: ") + error_message(e));
+    }
+    if (mount_flags & EXT2_MF_MOUNTED) return refuse(build_problem::in_use, errc::busy, "the filesystem is mounted");
+    ext2_filsys fs = nullptr;
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_RW | EXT2_FLAG_64BITS | EXT2_FLAG_EXCLUSIVE, 0, 0,
+                                   unix_io_manager, &fs)) {
+        const bool busy = e == EBUSY || e == EXT2_ET_MMP_FSCK_ON || e == EXT2_ET_MMP_FAILED;
+        return refuse(busy ? build_problem::in_use : build_problem::cannot_open, busy ? errc::busy : errc::io,
+                      std::string("cannot open read-write: ") + error_message(e));
+    }
+    struct closer {
+        ext2_filsys* fs;
+        ~closer() { close_without_writing(*fs); }
+    } close_fs{&fs};
+    return build_on(fs, nullptr, rep, why, hooks);
+}
+
 } // namespace detail
 
 // Scan the image at `path`, build the three maps and store them in it (the
@@ -1043,6 +1078,31 @@ namespace detail {
     const errc e = detail::build_stored_maps(path, rep, why, hooks);
     if (e != errc::ok && rep.problem == build_problem::none) // the steps that write: I/O, or the journal
         rep.problem = e == errc::io ? build_problem::io : e == errc::corrupted ? build_problem::damaged : build_problem::failed;
+    return e;
+}
+
+// The same on `fs`, opened read-write by the caller (e2fsck at the end of
+// its run), from `given` (the caller's scan of it, e.g. a scan_collector's:
+// used up) or, when null, a scan made here. The filesystem must be as the
+// maps are to describe it: bitmaps loaded or on disk as they must be, the
+// superblock clean. Once anything was written (rep.wrote; a refusal
+// writes nothing and leaves `fs` as it was), `fs` is left flushed and
+// read-only: its superblock and descriptors went through the journal, so
+// ext2fs_close() must write nothing more (a later superblock write would
+// also make the maps stale; what ext2fs_close() adds to s_kbytes_written
+// for the writes made through fs->io is added by the build's superblock
+// write instead). An MMP block is released.
+[[nodiscard]] inline errc build_stored_maps(ext2_filsys fs, scan_result* given, build_report& rep, std::string& why,
+                                            const build_hooks& hooks = {}) {
+    rep = build_report{};
+    if (!fs) return errc::invalid;
+    const errc e = detail::build_on(fs, given, rep, why, hooks);
+    if (e != errc::ok && rep.problem == build_problem::none)
+        rep.problem = e == errc::io ? build_problem::io : e == errc::corrupted ? build_problem::damaged : build_problem::failed;
+    if (rep.wrote) {
+        if ((fs->flags & EXT2_FLAG_RW) && ext2fs_has_feature_mmp(fs->super)) (void)ext2fs_mmp_stop(fs);
+        fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
+    }
     return e;
 }
 
