@@ -116,7 +116,7 @@ typedef int (*jbt_e2fs_owner_fn)(void *ctx, const struct jbt_e2fs_owner *o);
  * (start, owner, offset); count >= 1. */
 int jbt_e2fs_owners(jbt_e2fs_maps *m, uint64_t block, uint64_t count, jbt_e2fs_owner_fn fn, void *ctx);
 
-/* The name of a special owner ("fs", "journal", ...), NULL for an inode. */
+/* The name of a special owner ("<journal>", "<inode table>", ...), NULL for an inode. */
 const char *jbt_e2fs_owner_name(uint64_t owner);
 
 /* Every path of inode `ino` from the root ("/a/b"), one call each; paths
@@ -141,18 +141,27 @@ int jbt_e2fs_refcount(jbt_e2fs_maps *m, uint64_t block, uint64_t count, jbt_e2fs
  *   jbt_e2fs_scan_new(fs, &s);             static metadata (superblocks,
  *                                          descriptors, bitmaps, inode
  *                                          tables, MMP) is added here
- *   jbt_e2fs_scan_inode(s, ino, &inode);   each inode in use, once
+ *   jbt_e2fs_scan_inode(s, ino, &inode);   each inode in use, once, before
+ *                                          its blocks: 1 if the maps hold
+ *                                          it, 0 if not (no link; its
+ *                                          blocks are then ignored)
  *   jbt_e2fs_scan_blocks(s, ino, lblk, pblk, len, flags);
  *                                          its data extents (flags 0 or
  *                                          UNWRITTEN), tree blocks (TREE),
  *                                          xattr block (XATTR), any order
+ *                                          and any size; -ERANGE outside
+ *                                          the filesystem, -EINVAL bad
+ *                                          flags or len 0
  *   jbt_e2fs_scan_link(s, dir, ino, name, len);
  *                                          each directory entry but "."
  *                                          and ".."
  *
  * Blocks of the journal, resize, bad-blocks inodes and of jbtree's map
  * file get their special owners here; pieces are merged as the library's
- * own scan merges them, so both give the same records.
+ * own scan merges them, so both give the same records. Once a scan was
+ * given to jbt_e2fs_check() or jbt_e2fs_build() nothing more can be added
+ * (-EINVAL); jbt_e2fs_check() leaves it as it is, jbt_e2fs_build() uses
+ * it up (free it after).
  */
 int jbt_e2fs_scan_new(ext2_filsys fs, jbt_e2fs_scan **out);
 int jbt_e2fs_scan_filesystem(ext2_filsys fs, jbt_e2fs_scan **out); /* JBT_E2FS_CORRUPT: damage found */

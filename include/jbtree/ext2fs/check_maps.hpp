@@ -176,8 +176,16 @@ void check_against(ext2_filsys fs, stored_maps& sm, const scan_result& r, Sink&&
     auto less = [](const rmap_record& a, const rmap_record& b) {
         return std::tie(a.start, a.owner, a.offset, a.length, a.flags) < std::tie(b.start, b.owner, b.offset, b.length, b.flags);
     };
-    std::vector<rmap_record> scanned = r.rmap;
-    if (!std::is_sorted(scanned.begin(), scanned.end(), less)) std::sort(scanned.begin(), scanned.end(), less);
+    // A scan's records are canonical (key order) already: copied and sorted
+    // only if not.
+    std::vector<rmap_record> sorted_copy;
+    const std::vector<rmap_record>* scan_records = &r.rmap;
+    if (!std::is_sorted(r.rmap.begin(), r.rmap.end(), less)) {
+        sorted_copy = r.rmap;
+        std::sort(sorted_copy.begin(), sorted_copy.end(), less);
+        scan_records = &sorted_copy;
+    }
+    const std::vector<rmap_record>& scanned = *scan_records;
     if (!std::is_sorted(stored.begin(), stored.end(), less)) std::sort(stored.begin(), stored.end(), less);
     std::vector<rmap_record> miss, extra;
     std::set_difference(scanned.begin(), scanned.end(), stored.begin(), stored.end(), std::back_inserter(miss), less);
