@@ -57,6 +57,7 @@
 #include <functional>
 #include <new>
 #include <optional>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -627,6 +628,47 @@ int cmd_check(const char* path) {
     return finish("present");
 }
 
+// A journal superblock e2fsck finds corrupt (a wrong checksum or checksum
+// type): done as e2fsck -y / -p does ("journal superblock is corrupt.
+// Fix? yes"): the journal superblock is reset (jbd2::reset_superblock: the
+// log is dropped, nothing replayed), needs_recovery is cleared and, if it
+// was set, the filesystem is marked not clean so that a full check
+// follows. Exit status 4 (corrupted): the log's transactions are lost.
+int reset_corrupt_journal(const char* path, const std::vector<jbd2::log_extent>& ext) {
+    ext2_filsys fs = nullptr;
+    if (errcode_t e = ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs))
+        return fail(open_error(e), std::string("cannot open read-write: ") + error_message(e));
+    ext2_inode ji{};
+    if (errcode_t e = ext2fs_read_inode(fs, fs->super->s_journal_inum, &ji)) {
+        ext2fs_adapter::close_without_writing(fs);
+        return fail(ecode::io, std::string("reading the journal inode: ") + error_message(e));
+    }
+    const std::uint64_t maxlen = EXT2_I_SIZE(&ji) / fs->blocksize; // e2fsck's j_total_len
+    std::vector<unsigned char> blk(fs->blocksize);
+    ext2fs_adapter::io_device dev(fs);
+    std::random_device rd;
+    const std::uint32_t sequence = rd();
+    if (dev.read_blocks(ext[0].start, 1, blk.data()) != errc::ok) {
+        ext2fs_adapter::close_without_writing(fs);
+        return fail(ecode::io, "reading the journal superblock");
+    }
+    jbd2::reset_superblock(blk.data(), fs->blocksize, static_cast<std::uint32_t>(maxlen), sequence);
+    if (dev.write_blocks(ext[0].start, 1, blk.data()) != errc::ok || dev.flush() != errc::ok) {
+        ext2fs_adapter::close_without_writing(fs);
+        return fail(ecode::io, "writing the journal superblock");
+    }
+    const bool recover = ext2fs_has_feature_journal_needs_recovery(fs->super);
+    ext2fs_clear_feature_journal_needs_recovery(fs->super);
+    if (recover) fs->super->s_state &= static_cast<__u16>(~EXT2_VALID_FS);
+    ext2fs_mark_super_dirty(fs);
+    fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
+    if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
+    return fail(ecode::corrupted, std::string("the journal superblock is corrupt (") +
+                                      jbd2::describe(jbd2::sb_problem::bad_checksum) +
+                                      "): reset as e2fsck does; its log was dropped, nothing replayed" +
+                                      (recover ? "; the filesystem is marked not clean: run e2fsck -f" : ""));
+}
+
 // Replay the journal with jbtree's recovery, then finish the ext4
 // superblock as e2fsck -E journal_only does: needs_recovery cleared, a
 // failed replay clears "valid", an error flag the superblock had before the
@@ -658,6 +700,7 @@ int cmd_replay(const char* path) {
     // libext2fs still holds the superblock and descriptors from before the
     // replay: close without letting it write them, then open again.
     ext2fs_adapter::close_without_writing(fs);
+    if (info.refused == jbd2::sb_problem::bad_checksum) return reset_corrupt_journal(path, ext);
     if (info.refused != jbd2::sb_problem::none) {
         return fail(ecode::journal_refused, std::string("journal refused (") + jbd2::describe(info.refused) +
                                               "): nothing replayed, nothing written");

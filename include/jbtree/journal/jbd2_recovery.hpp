@@ -142,6 +142,32 @@ template <LogDevice D>
     return errc::ok;
 }
 
+// The superblock e2fsck writes over a journal superblock it finds corrupt
+// (a wrong checksum or checksum type, v2 and v3 together: its "journal
+// superblock is corrupt, fix?"): the 12-byte header is kept if it is a
+// valid v1 superblock's, else becomes a v2 header; everything after it is
+// zero but the block size, the length `maxlen` (the journal's blocks),
+// s_first = 1 and s_sequence = `sequence`. e2fsck draws the sequence at
+// random so that no old transaction still in the log can look valid. No
+// features (so no checksum) and s_start = 0: the log is dropped, nothing
+// is replayed. The caller clears the filesystem's needs_recovery flag
+// and, if it was set, marks the filesystem not clean (a full check must
+// follow), as e2fsck does.
+inline void reset_superblock(unsigned char* block, std::uint32_t block_size, std::uint32_t maxlen,
+                             std::uint32_t sequence) noexcept {
+    auto* sb = reinterpret_cast<superblock*>(block);
+    if (sb->s_header.h_magic.get() != magic ||
+        sb->s_header.h_blocktype.get() != static_cast<std::uint32_t>(block_type::superblock_v1)) {
+        sb->s_header.h_magic.set(magic);
+        sb->s_header.h_blocktype.set(static_cast<std::uint32_t>(block_type::superblock_v2));
+    }
+    for (std::uint32_t i = sizeof(header); i < block_size; ++i) block[i] = 0;
+    sb->s_blocksize.set(block_size);
+    sb->s_maxlen.set(maxlen);
+    sb->s_first.set(1);
+    sb->s_sequence.set(sequence);
+}
+
 // Memory recovery works in.
 struct recovery_memory {
     unsigned char* block_a; // block_size bytes each
