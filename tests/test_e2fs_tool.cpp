@@ -481,7 +481,7 @@ TEST_CASE("owner and paths agree with debugfs icheck/ncheck on mkfs.ext4 -d imag
     // of its own (owned as `xattr`). setfattr (package attr) is a test
     // dependency, installed by scripts/test.sh: this path always runs.
     REQUIRE(run("setfattr -n user.big -v " + std::string(700, 'v') + " '" + files[0].string() + "'") == 0);
-    for (const std::string opts : {"-b 4096", "-b 1024 -O ^metadata_csum"}) {
+    for (const std::string opts : {"-b 4096", "-b 1024 -O ^metadata_csum", "-b 4096 -O bigalloc -C 16384"}) {
         CAPTURE(opts);
         const fs::path img = tmp / "gen.img";
         fs::remove(img);
@@ -945,6 +945,12 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
         // build again. On a damaged image a build must not add a single
         // e2fsck complaint: its report is the same but the block count.
         std::string fsck_before;
+        // e2fsck's report but the numbers the map file's allocation moves:
+        // the summary's block count, and on an image whose free counts were
+        // already wrong, both numbers of those complaints (the stored and
+        // the counted free blocks drop by the map file's blocks alike).
+        const std::string fsck_report_filter =
+            "grep -v ' files (.* blocks$' | sed -E '/^Free blocks count wrong/s/[0-9]+/N/g'";
         if (b.status != 0 && (b.out.find("no internal journal") != std::string::npos ||
                               b.out.find("extents feature") != std::string::npos)) {
             CHECK(capture("md5sum < '" + img.string() + "'").out == before); // refused: nothing written
@@ -955,7 +961,7 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
             fsck = fsck_n(img);
             if (prepared) {
                 ++tuned;
-                fsck_before = capture("e2fsck -fn '" + img.string() + "' | grep -v ' files (.* blocks$'").out;
+                fsck_before = capture("e2fsck -fn '" + img.string() + "' | " + fsck_report_filter).out;
                 b = capture_all(build);
             }
         }
@@ -969,7 +975,7 @@ TEST_CASE("corpus: owner and paths agree with debugfs on the clean images; damag
             ++built;
             CHECK(c.status == 0);
             if (fsck == 0) CHECK(fsck_n(img) == 0);
-            if (!fsck_before.empty()) CHECK(capture("e2fsck -fn '" + img.string() + "' | grep -v ' files (.* blocks$'").out == fsck_before);
+            if (!fsck_before.empty()) CHECK(capture("e2fsck -fn '" + img.string() + "' | " + fsck_report_filter).out == fsck_before);
         } else {
             ++build_refused;
             CHECK(b.out.find("build refused or failed: ") != std::string::npos);

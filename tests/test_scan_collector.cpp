@@ -174,6 +174,7 @@ TEST_CASE("scan_collector: fed as e2fsck walks, it gives scan_filesystem()'s rec
         {"1k extents", "-b 1024"},
         {"1k block maps (ext3)", "-b 1024 -O ^extents,^64bit,^metadata_csum,^flex_bg,^huge_file,^dir_nlink,^extra_isize"},
         {"4k block maps", "-b 4096 -O ^extents,^64bit"},
+        {"4k bigalloc, 16k clusters", "-b 4096 -O bigalloc -C 16384"},
     };
     for (const shape& s : shapes) {
         CAPTURE(s.name);

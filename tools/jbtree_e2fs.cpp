@@ -108,7 +108,7 @@ enum class ecode : std::uint8_t {
     busy,              // mounted, or held by another program
     needs_recovery,    // the image's journal needs recovery first
     io,                // a read or write failed
-    unsupported,       // a feature or size jbtree does not handle (no journal, no extents, bigalloc, inode 5 foreign)
+    unsupported,       // a feature or size jbtree does not handle (no journal, no extents, inode 5 foreign)
     not_clean,         // build: the filesystem has errors or was not cleanly unmounted (run e2fsck)
     corrupted,         // damage: in the filesystem, the journal, the map file or its trees
     journal_refused,   // replay: a journal jbtree does not replay (left untouched; use e2fsck)

@@ -52,7 +52,7 @@ extern "C" {
 #define JBT_E2FS_NEEDS_REPLAY (-EAGAIN) /* the image's journal needs recovery first (e2fsck, jbtree-e2fs replay) */
 #define JBT_E2FS_STALE (-ESTALE)        /* the filesystem changed since the maps were built */
 #define JBT_E2FS_CORRUPT (-EUCLEAN)     /* the maps (or what locates them) are damaged */
-#define JBT_E2FS_UNSUPPORTED (-EOPNOTSUPP) /* build: no internal journal, no extents, bigalloc */
+#define JBT_E2FS_UNSUPPORTED (-EOPNOTSUPP) /* build: no internal journal, no extents, inode 5 foreign */
 #define JBT_E2FS_NO_SPACE (-ENOSPC)     /* build: no contiguous free run large enough for the map file */
 #define JBT_E2FS_BUSY (-EBUSY)          /* build: mounted, or held by another program */
 

@@ -639,7 +639,7 @@ enum class build_problem : std::uint8_t {
     cannot_open,    // the image cannot be opened (missing, not ext2/3/4, unreadable superblock)
     in_use,         // mounted, or held by another program (exclusive open, MMP)
     needs_recovery, // its journal needs recovery first
-    unsupported,    // no internal journal, no extents, bigalloc, inode 5 foreign, maps too large for a map file
+    unsupported,    // no internal journal, no extents, inode 5 foreign, maps too large for a map file
     not_clean,      // marked with errors or not cleanly unmounted
     damaged,        // the scan found damage, or an owned block is marked free in the bitmap
     no_space,       // no free contiguous run for the map file (need_blocks, largest_free_run)
@@ -769,8 +769,6 @@ namespace detail {
                       "no internal journal: the maps are written through it (tune2fs -j adds one)");
     if (!ext2fs_has_feature_extents(sb))
         return refuse(build_problem::unsupported, errc::not_supported, "the extents feature is needed for the map file");
-    if (ext2fs_has_feature_bigalloc(sb))
-        return refuse(build_problem::unsupported, errc::not_supported, "bigalloc is not supported yet");
     if (ext2fs_has_feature_journal_needs_recovery(sb))
         return refuse(build_problem::needs_recovery, errc::busy,
                       "the journal needs recovery first (jbtree-e2fs replay, or e2fsck)");
@@ -837,7 +835,13 @@ namespace detail {
     using MJ = null_journal<MS>;
     std::optional<MS> ms;
     std::optional<MJ> mj;
-    std::uint64_t N = std::min<std::uint64_t>(detail::map_file_estimate(r, bs), map_file_max_blocks);
+    // bigalloc: the map file takes whole clusters (allocation is by
+    // cluster), so its length is a multiple of the cluster and its run
+    // starts a cluster (find_free_run() over a cluster bitmap only finds
+    // such runs).
+    const std::uint64_t cluster = std::uint64_t{1} << fs->cluster_ratio_bits;
+    auto whole_clusters = [cluster](std::uint64_t n) { return (n + cluster - 1) / cluster * cluster; };
+    std::uint64_t N = std::min<std::uint64_t>(whole_clusters(detail::map_file_estimate(r, bs)), map_file_max_blocks);
     blk64_t first = 0;
     std::uint64_t data_start = 0, bm = 0;
     std::optional<rmap<MS, MJ>> rm;
@@ -876,7 +880,7 @@ namespace detail {
                               " blocks, the largest map file");
         if (e != errc::no_space || attempt == 4)
             return refuse(build_problem::failed, e, std::string("building the ") + what + " map: " + describe(e));
-        N = std::min<std::uint64_t>(N * 2, map_file_max_blocks);
+        N = std::min<std::uint64_t>(whole_clusters(N * 2), map_file_max_blocks);
     }
     rep.rmap_records = rm->size();
     rep.refcount_records = rc->size();
@@ -1065,7 +1069,7 @@ namespace detail {
 // map file replaces an older one). Nothing is written unless every check
 // passes; `why` says what was refused or failed and rep.problem says it
 // for a program (every failure sets it). errc::not_supported: no internal
-// journal, no extents feature, bigalloc, or inode 5 foreign; errc::busy:
+// journal, no extents feature, or inode 5 foreign; errc::busy:
 // mounted, or the journal needs recovery; errc::corrupted: the filesystem
 // is marked with errors or not clean, the scan found damage, or a block
 // something owns is marked free in the bitmap (the map file is only ever
