@@ -136,7 +136,7 @@ if pkg-config --exists ext2fs com_err 2>/dev/null; then
     fi
 fi
 for t in "${tools[@]}"; do
-    v=$("$t" --version 2>&1 | tr '\n' ' ')
+    v=$("$t" --version 2>&1 | paste -sd' ')
     cp "$work/small.img" "$work/t.img"
     if "$t" build "$work/t.img" >"$work/t.log" 2>&1 && "$t" check "$work/t.img" >>"$work/t.log" 2>&1 &&
         "$e2fsck" -fn "$work/t.img" >>"$work/t.log" 2>&1; then
