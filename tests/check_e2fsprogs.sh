@@ -83,6 +83,22 @@ else
     fail "the patched debugfs/e2fsck: jbtree TU missing, or linked with libstdc++"
 fi
 
+# The TU refuses exceptions and RTTI (jbtree's header #errors): the build could not
+# quietly make it need the C++ runtime.
+refused=0
+for flags in "-fexceptions -fno-rtti" "-fno-exceptions -frtti"; do
+    # shellcheck disable=SC2086
+    if ! g++ -std=c++20 $flags -fsyntax-only -DHAVE_CONFIG_H -I"$tree/lib" -I"$src/include" \
+        "$tree/lib/support/jbtree_maps.cpp" >"$work/flags.log" 2>&1 && grep -q '#error' "$work/flags.log"; then
+        refused=$((refused + 1))
+    fi
+done
+if ((refused == 2)); then
+    pass "lib/support/jbtree_maps.cpp does not compile with exceptions or with RTTI"
+else
+    fail "lib/support/jbtree_maps.cpp compiles with exceptions or RTTI on"
+fi
+
 # ---- 1. the series' tests in e2fsprogs' format, and stock tests through the patched passes --
 (
     cd "$tree/tests"
