@@ -766,10 +766,11 @@ TEST_CASE("verify: wrong hashes, duplicate names and bad names in records") {
     CHECK(r1.problem_count == 1);
     CHECK(r1.problems[0].key == parent_key{5, 2, hd, 1});
     raw(parent_key{6, 2, 12345, 0}, "x"); // a key hash that is not the name's
+    // The traits refuse such a record (valid_record): the tree walk reports
+    // it as a record the traits reject (read from a device, its leaf would
+    // be refused as damaged; tests/test_damage.cpp changes names on disk).
     auto r2 = m.verify();
-    CHECK(r2.has(parent_problem_kind::bad_hash));
-    CHECK(r2.problem_count == 2);
-    CHECK(r2.records == 3);
+    CHECK(r2.tree.has(problem_kind::bad_value));
     CHECK(!r2.clean());
     // A stored name with '/' does not decode: the engine reports it, lookups say corrupted.
     raw(parent_key{7, 2, crc32c("a/b", 3), 0}, "a/b");

@@ -156,6 +156,13 @@ struct parent_map_traits {
         copy_bytes(out.name, in + value_header, len);
         return true;
     }
+    // A record the map can hold: its key's hash is its name's. Checked by
+    // the engine on every fresh read of a leaf (node/validate.hpp), so a
+    // damaged name, or a key whose hash was changed, is refused as a
+    // damaged node instead of being answered as a path.
+    [[nodiscard]] static bool valid_record(const key_type& k, const value_type& v) noexcept {
+        return Hash::hash(v.name, v.name_len) == k.hash;
+    }
 };
 
 // ---- paths ----------------------------------------------------------------------
