@@ -288,6 +288,35 @@ inline bool set_needs_recovery(const std::filesystem::path& img, bool on) {
     return write_ext4_sb(img, sb);
 }
 
+// A jbd2 journal's log_state callback for an ext4 image: sets (live) or
+// clears needs_recovery in the superblock through the journal's own device
+// (a BlockDevice of the image's blocks), checksum fixed, and flushes, so
+// the flag is durable before the log goes live and cleared only after the
+// log was emptied, as the kernel orders it. Counts both.
+template <class Device>
+struct recover_flag {
+    Device* dev = nullptr;
+    std::vector<unsigned char> buf; // one filesystem block
+    int sets = 0, clears = 0;
+
+    static jbtree::errc update(void* ctx, bool live) noexcept {
+        auto* self = static_cast<recover_flag*>(ctx);
+        Device& d = *self->dev;
+        const std::uint32_t bs = d.block_size();
+        const std::uint64_t blk = ext4_sb_offset / bs; // block 1 with 1 KiB blocks, else 0
+        unsigned char* sb = self->buf.data() + ext4_sb_offset % bs;
+        JBTREE_TRY(d.read_blocks(blk, 1, self->buf.data()));
+        std::uint32_t inc = jbtree::load_le<std::uint32_t>(sb + ext4_sb_feature_incompat);
+        inc = live ? (inc | ext4_incompat_recover) : (inc & ~ext4_incompat_recover);
+        jbtree::store_le<std::uint32_t>(sb + ext4_sb_feature_incompat, inc);
+        ext4_sb_update_checksum(sb);
+        JBTREE_TRY(d.write_blocks(blk, 1, self->buf.data()));
+        JBTREE_TRY(d.flush());
+        ++(live ? self->sets : self->clears);
+        return jbtree::errc::ok;
+    }
+};
+
 // 1 = set, 0 = clear, -1 = cannot read.
 inline int needs_recovery(const std::filesystem::path& img) {
     unsigned char sb[ext4_sb_size];

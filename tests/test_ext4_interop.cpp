@@ -592,32 +592,7 @@ static_assert(BlockDevice<budget_device>);
 
 using image_journal = jbd2::journal<budget_device>;
 
-// The journal's log_state callback: sets (live) or clears needs_recovery in
-// the ext4 superblock, through the journal's own device, and flushes, so the
-// flag is durable before the log goes live and is cleared only after the log
-// was emptied, as the kernel orders it.
-struct recover_flag {
-    budget_device* dev = nullptr;
-    std::vector<unsigned char> buf; // one fs block
-    int sets = 0, clears = 0;
-
-    static errc update(void* ctx, bool live) noexcept {
-        auto* self = static_cast<recover_flag*>(ctx);
-        budget_device& d = *self->dev;
-        const std::uint32_t bs = d.block_size();
-        const std::uint64_t blk = ext4_sb_offset / bs; // block 1 with 1 KiB blocks, else 0
-        unsigned char* sb = self->buf.data() + ext4_sb_offset % bs;
-        JBTREE_TRY(d.read_blocks(blk, 1, self->buf.data()));
-        std::uint32_t inc = load_le<std::uint32_t>(sb + ext4_sb_feature_incompat);
-        inc = live ? (inc | ext4_incompat_recover) : (inc & ~ext4_incompat_recover);
-        store_le<std::uint32_t>(sb + ext4_sb_feature_incompat, inc);
-        ext4_sb_update_checksum(sb);
-        JBTREE_TRY(d.write_blocks(blk, 1, self->buf.data()));
-        JBTREE_TRY(d.flush());
-        ++(live ? self->sets : self->clears);
-        return errc::ok;
-    }
-};
+using image_recover_flag = recover_flag<budget_device>; // ext4_image.hpp
 
 std::uint64_t realtime_ns(void*) noexcept {
     timespec t{};
@@ -655,7 +630,7 @@ public:
         j_.emplace(dev_, ext_.data(), static_cast<std::uint32_t>(ext_.size()), mem_.journal());
         jbd2::journal_options o;
         o.clock_ns = &realtime_ns;
-        o.log_state = &recover_flag::update;
+        o.log_state = &image_recover_flag::update;
         o.log_state_ctx = &flag_;
         jbd2::sb_problem why = jbd2::sb_problem::none;
         if (const errc e = j_->open(o, &why); e != errc::ok)
@@ -668,14 +643,14 @@ public:
     const std::string& error() const noexcept { return error_; }
     image_journal& j() noexcept { return *j_; }
     budget_device& dev() noexcept { return dev_; }
-    const recover_flag& flag() const noexcept { return flag_; }
+    const image_recover_flag& flag() const noexcept { return flag_; }
 
 private:
     hosted::file_device file_;
     budget_device dev_;
     std::vector<jbd2::log_extent> ext_;
     hosted::owned_memory mem_;
-    recover_flag flag_;
+    image_recover_flag flag_;
     std::string error_;
     std::optional<image_journal> j_; // last: goes first
 };

@@ -72,25 +72,7 @@ std::uint64_t fake_clock_ns(void* ctx) noexcept {
     return *t;
 }
 
-// The writer's log_state callback: needs_recovery in the ext4 superblock.
-struct recover_flag {
-    hosted::file_device* dev = nullptr;
-    std::vector<unsigned char> buf;
-
-    static errc update(void* ctx, bool live) noexcept {
-        auto* self = static_cast<recover_flag*>(ctx);
-        hosted::file_device& d = *self->dev;
-        const std::uint64_t blk = ext4_sb_offset / d.block_size();
-        unsigned char* sb = self->buf.data() + ext4_sb_offset % d.block_size();
-        JBTREE_TRY(d.read_blocks(blk, 1, self->buf.data()));
-        std::uint32_t inc = load_le<std::uint32_t>(sb + ext4_sb_feature_incompat);
-        inc = live ? (inc | ext4_incompat_recover) : (inc & ~ext4_incompat_recover);
-        store_le<std::uint32_t>(sb + ext4_sb_feature_incompat, inc);
-        ext4_sb_update_checksum(sb);
-        JBTREE_TRY(d.write_blocks(blk, 1, self->buf.data()));
-        return d.flush();
-    }
-};
+using file_recover_flag = recover_flag<hosted::file_device>; // ext4_image.hpp
 
 // Pseudo-random block contents; with magic_first they begin with the jbd2
 // magic (logged escaped).
@@ -123,14 +105,14 @@ bool write_transactions(const fs::path& img, const image_info& info, std::uint64
     z.staging_blocks = 16;
     z.revoke_capacity = 1024;
     hosted::owned_memory mem(z);
-    recover_flag flag{&file, std::vector<unsigned char>(info.block_size)};
+    file_recover_flag flag{&file, std::vector<unsigned char>(info.block_size)};
     std::uint64_t clock = 1'700'000'000'000'000'000ull;
     std::optional<jbd2::journal<hosted::file_device>> j;
     j.emplace(file, ext.data(), static_cast<std::uint32_t>(ext.size()), mem.journal());
     jbd2::journal_options o;
     o.clock_ns = &fake_clock_ns;
     o.clock_ctx = &clock;
-    o.log_state = &recover_flag::update;
+    o.log_state = &file_recover_flag::update;
     o.log_state_ctx = &flag;
     jbd2::sb_problem why = jbd2::sb_problem::none;
     if (const errc e = j->open(o, &why); e != errc::ok) {
