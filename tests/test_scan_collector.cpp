@@ -74,7 +74,7 @@ scan_result collect(ext2_filsys fs) {
         if (!ext2fs_test_inode_bitmap2(fs->inode_map, ino)) continue;
         if (!c.add_inode(ino, inode)) continue;
         if (LINUX_S_ISDIR(inode.i_mode)) dirs.push_back(ino);
-        if (ext2fs_inode_has_valid_blocks2(fs, &inode)) {
+        if (ext2fs_inode_has_valid_blocks2(fs, &inode) || ino == EXT2_BAD_INO) { // as e2fsck: the bad-blocks inode has mode 0
             if (inode.i_flags & EXT4_EXTENTS_FL) {
                 ext2_extent_handle_t h = nullptr;
                 REQUIRE(ext2fs_extent_open2(fs, ino, &inode, &h) == 0);
@@ -120,7 +120,7 @@ bool same_record(const rmap_record& a, const rmap_record& b) {
 
 // Both ways of scanning `img` agree exactly. Returns the records compared;
 // `flags_seen` gets the union of their flags.
-std::size_t compare_scans(const fs::path& img, std::uint32_t* flags_seen = nullptr) {
+std::size_t compare_scans(const fs::path& img, std::uint32_t* flags_seen = nullptr, std::uint64_t* unknown_blocks = nullptr) {
     ext2_filsys fs = nullptr;
     REQUIRE(ext2fs_open2(img.c_str(), nullptr, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs) == 0);
     scan_result want;
@@ -142,8 +142,10 @@ std::size_t compare_scans(const fs::path& img, std::uint32_t* flags_seen = nullp
     }
     CHECK(differ == 0);
     CHECK(sorted_links(got) == sorted_links(want));
-    if (flags_seen)
-        for (const rmap_record& x : want.rmap) *flags_seen |= x.flags;
+    for (const rmap_record& x : want.rmap) {
+        if (flags_seen) *flags_seen |= x.flags;
+        if (unknown_blocks && x.owner == rmap_owner::unknown) *unknown_blocks += x.length;
+    }
     return want.rmap.size();
 }
 
@@ -170,7 +172,7 @@ TEST_CASE("scan_collector: fed as e2fsck walks, it gives scan_filesystem()'s rec
         const char* mkfs;
     };
     const shape shapes[] = {
-        {"4k extents", "-b 4096"},
+        {"4k extents, bad blocks", "-b 4096 -l BADBLOCKS"},
         {"1k extents", "-b 1024"},
         {"1k block maps (ext3)", "-b 1024 -O ^extents,^64bit,^metadata_csum,^flex_bg,^huge_file,^dir_nlink,^extra_isize"},
         {"4k block maps", "-b 4096 -O ^extents,^64bit"},
@@ -180,7 +182,15 @@ TEST_CASE("scan_collector: fed as e2fsck walks, it gives scan_filesystem()'s rec
         CAPTURE(s.name);
         const fs::path img = tmp.path() / "img";
         const std::string i = shell_quote(img.string());
-        REQUIRE(run_command(std::string("mkfs.ext4 -q -F ") + s.mkfs + " -I 256 -d " + t + " " + i + " 48M").exit_code == 0);
+        // A bad-blocks list for the shapes that ask for one (mkfs -l):
+        // the bad-blocks inode maps those blocks (and an indirect block).
+        const fs::path bad = tmp.path() / "badblocks";
+        std::string bad_list;
+        for (int k = 0; k < 20; ++k) bad_list += std::to_string(9000 + 3 * k) + "\n";
+        REQUIRE(ext4img::write_file(bad, std::vector<unsigned char>(bad_list.begin(), bad_list.end())));
+        std::string mkfs = s.mkfs;
+        if (const auto at = mkfs.find("BADBLOCKS"); at != std::string::npos) mkfs.replace(at, 9, shell_quote(bad.string()));
+        REQUIRE(run_command("mkfs.ext4 -q -F " + mkfs + " -I 256 -d " + t + " " + i + " 48M").exit_code == 0);
         // What mkfs -d cannot make: an xattr block, an unwritten extent, a
         // fragmented file (an extent tree with a leaf block).
         const fs::path value = tmp.path() / "xattr-value";
@@ -193,7 +203,9 @@ TEST_CASE("scan_collector: fed as e2fsck walks, it gives scan_filesystem()'s rec
         REQUIRE(run_command("debugfs -w -f " + shell_quote(script.string()) + " " + i + " >/dev/null 2>&1").exit_code == 0);
         REQUIRE(run_command("e2fsck -fy " + i + " >/dev/null 2>&1").exit_code <= 1);
         std::uint32_t flags = 0;
-        CHECK(compare_scans(img, &flags) > 20);
+        std::uint64_t unknown = 0;
+        CHECK(compare_scans(img, &flags, &unknown) > 20);
+        if (std::string(s.mkfs).find("BADBLOCKS") != std::string::npos) CHECK(unknown >= 20); // the bad blocks, owned
         CHECK((flags & rmap_flags::xattr) != 0); // the shapes were made: an xattr block,
         CHECK((flags & rmap_flags::bmbt) != 0);  // tree or indirect blocks,
         if (std::string(s.mkfs).find("^extents") == std::string::npos) CHECK((flags & rmap_flags::unwritten) != 0); // an unwritten extent

@@ -295,7 +295,10 @@ template <class Progress>
         const bool offsetless = rmap_owner::is_special(owner);
         bool bad = false;
         errcode_t xe = 0;
-        if (ext2fs_inode_has_valid_blocks2(fs, &inode) &&
+        // The bad-blocks inode has mode 0, for which libext2fs says "no
+        // valid blocks"; its block map lists the bad blocks all the same
+        // (e2fsck's pass 1 walks it).
+        if ((ext2fs_inode_has_valid_blocks2(fs, &inode) || ino == EXT2_BAD_INO) &&
             !detail::inline_extents(inode, owner, offsetless, nblocks, out.rmap, bad) &&
             !detail::tree_extents(fs, ino, inode, owner, offsetless, nblocks, out.rmap, bad, xe)) {
             detail::block_walk w{fs, &out.rmap, owner, offsetless};
