@@ -112,13 +112,38 @@ void check_stamp(stored_maps& sm, Sink&& sink, map_check_summary& s) {
                            describe_staleness(sm.stored_stamp(), sm.current_stamp()) + ")");
 }
 
+// How deep check_trees() looks.
+enum class tree_check_depth : std::uint8_t {
+    full,      // the engine's structure and each map's own rules (rmap: no
+               // owner maps a block twice, merged neighbours; parent
+               // pointers: hashes, duplicate names): what `jbtree-e2fs
+               // check` runs
+    structure, // the engine's structure only (keys, separators, high keys,
+               // links, counts): enough when check_against() follows, whose
+               // exact comparison with the canonical scan implies the maps'
+               // own rules (e2fsck's pass; O(n) instead of O(n log n))
+};
+
 // The trees verify, and the volume accounts for exactly their nodes. True
 // if both hold (the cross-checks need sound trees).
 template <class Sink>
-[[nodiscard]] bool check_trees(stored_maps& sm, Sink&& sink, map_check_summary& s) {
-    auto rv = sm.rm().verify();
-    auto cv = sm.rc().verify();
-    auto pv = sm.pm().verify();
+[[nodiscard]] bool check_trees(stored_maps& sm, Sink&& sink, map_check_summary& s,
+                               tree_check_depth depth = tree_check_depth::full) {
+    using rm_report = decltype(sm.rm().verify());
+    using rc_report = decltype(sm.rc().verify());
+    using pm_report = decltype(sm.pm().verify());
+    rm_report rv{};
+    rc_report cv{};
+    pm_report pv{};
+    if (depth == tree_check_depth::full) {
+        rv = sm.rm().verify();
+        cv = sm.rc().verify();
+        pv = sm.pm().verify();
+    } else {
+        rv.tree = sm.rm().tree().verify();
+        cv.tree = sm.rc().tree().verify();
+        pv.tree = sm.pm().tree().verify();
+    }
     auto failed = [&](std::uint32_t slot, const auto& rep, std::uint64_t problems) {
         detail::report(sink, s, map_check_kind::damaged, errc::corrupted, 1,
                        std::string("the ") + stored_maps::map_name(slot) + " tree fails verification (" +
@@ -227,33 +252,41 @@ void check_against(ext2_filsys fs, stored_maps& sm, const scan_result& r, Sink&&
                            std::to_string(rc_first) + "+" + std::to_string(rc_len) + ": refcount " + std::to_string(rc_actual) +
                            ", the rmap has " + std::to_string(rc_expected) + (where.empty() ? "" : "; " + where) + ")");
     }
-    // Parent pointers both ways against the entries.
-    std::vector<std::tuple<std::uint64_t, std::uint64_t, std::string_view>> entries;
-    entries.reserve(r.links.size());
-    for (const auto& l : r.links) entries.emplace_back(l.child, l.parent, std::string_view(l.name));
-    std::sort(entries.begin(), entries.end());
+    // Parent pointers both ways against the entries: the links as the
+    // records they must be (keyed_links(): key order), merged with the
+    // stored records in one ordered walk.
+    const std::vector<keyed_link> want = keyed_links(r.links);
+    std::size_t wi = 0;
+    std::uint64_t pp_diff = 0;
     std::string first_pp;
-    auto pc = sm.pm().cross_check(
-        [&](auto&& visit) {
-            for (const auto& l : r.links)
-                if (!visit(l.child, l.parent, l.parent_gen, name_ref(l.name.data(), l.name.size()))) break;
-        },
-        [&](std::uint64_t c, std::uint64_t p, name_ref n) {
-            return std::binary_search(entries.begin(), entries.end(),
-                                      std::make_tuple(c, p, std::string_view(reinterpret_cast<const char*>(n.data), n.size)));
-        },
-        [&](dirent_mismatch m, std::uint64_t c, std::uint64_t p, name_ref n) {
-            if (first_pp.empty())
-                first_pp = std::string(describe(m)) + ": inode " + std::to_string(c) + " in directory " + std::to_string(p) +
-                           " as \"" + std::string(reinterpret_cast<const char*>(n.data), n.size) + "\"";
-        });
-    if (!pc)
-        detail::report(sink, s, map_check_kind::damaged, detail::read_cause(pc.error()), 1,
-                       "parent pointer cross-check failed: " + sm.describe_error(map_slot_parent, pc.error()));
-    else if (*pc) {
-        s.parent_mismatches = *pc;
-        detail::report(sink, s, map_check_kind::parent, errc::corrupted, *pc,
-                       std::to_string(*pc) + " parent pointers disagree with the directories (first: " + first_pp + ")");
+    auto mismatch = [&](dirent_mismatch m, const parent_key& k, std::string_view name) {
+        if (pp_diff++ == 0)
+            first_pp = std::string(describe(m)) + ": inode " + std::to_string(k.child) + " in directory " +
+                       std::to_string(k.parent) + " as \"" + std::string(name) + "\"";
+    };
+    using ptraits = parent_map_traits<>;
+    const errc pe = sm.pm().tree().for_each([&](const parent_key& k, const parent_record& v) {
+        const std::string_view have(reinterpret_cast<const char*>(v.name), v.name_len);
+        for (; wi < want.size() && ptraits::compare(want[wi].key, k) < 0; ++wi)
+            mismatch(dirent_mismatch::missing, want[wi].key, want[wi].link->name);
+        if (wi < want.size() && ptraits::compare(want[wi].key, k) == 0 && want[wi].link->name == have) {
+            if (want[wi].link->parent_gen != v.parent_gen) mismatch(dirent_mismatch::stale_generation, k, have);
+            ++wi;
+        } else {
+            mismatch(dirent_mismatch::extra, k, have);
+        }
+        return true;
+    });
+    if (pe != errc::ok) {
+        detail::report(sink, s, map_check_kind::damaged, detail::read_cause(pe), 1,
+                       "parent pointer cross-check failed: " + sm.describe_error(map_slot_parent, pe));
+        return;
+    }
+    for (; wi < want.size(); ++wi) mismatch(dirent_mismatch::missing, want[wi].key, want[wi].link->name);
+    if (pp_diff) {
+        s.parent_mismatches = pp_diff;
+        detail::report(sink, s, map_check_kind::parent, errc::corrupted, pp_diff,
+                       std::to_string(pp_diff) + " parent pointers disagree with the directories (first: " + first_pp + ")");
     }
 }
 

@@ -169,11 +169,12 @@ inline int collect_entry(ext2_ino_t, int entry, ext2_dir_entry* dirent, int, int
 // Merge single-block pieces into canonical records: same owner, flags and
 // physical continuation (and logical continuation unless offset-less).
 inline void canonicalize(std::vector<rmap_record>& v) {
-    std::sort(v.begin(), v.end(), [](const rmap_record& a, const rmap_record& b) {
+    auto by_owner = [](const rmap_record& a, const rmap_record& b) {
         if (a.owner != b.owner) return a.owner < b.owner;
         if (a.flags != b.flags) return a.flags < b.flags;
         return a.start < b.start;
-    });
+    };
+    if (!std::is_sorted(v.begin(), v.end(), by_owner)) std::sort(v.begin(), v.end(), by_owner);
     std::vector<rmap_record> out;
     out.reserve(v.size());
     for (const rmap_record& r : v) {
@@ -188,8 +189,8 @@ inline void canonicalize(std::vector<rmap_record>& v) {
         }
         out.push_back(r);
     }
-    std::sort(out.begin(), out.end(),
-              [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; });
+    auto by_key = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
+    if (!std::is_sorted(out.begin(), out.end(), by_key)) std::sort(out.begin(), out.end(), by_key);
     v.swap(out);
 }
 

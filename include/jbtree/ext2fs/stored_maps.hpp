@@ -58,6 +58,38 @@ inline constexpr std::size_t map_sweep_capacity = 4096;
 
 // ---- loading maps from a scan ------------------------------------------------------------
 
+// A scan's links as the parent pointer records they become, in key order:
+// keys as parent_map::add() makes them (the name's hash, then collision
+// indexes 0, 1, ... in name order among equal hashes); a link whose name a
+// parent pointer cannot hold is left out, and the same entry twice (a
+// damaged directory) is kept once.
+struct keyed_link {
+    parent_key key;
+    const scan_link* link;
+};
+[[nodiscard]] inline std::vector<keyed_link> keyed_links(const std::vector<scan_link>& links) {
+    using traits = parent_map_traits<>;
+    std::vector<keyed_link> ks;
+    ks.reserve(links.size());
+    for (const scan_link& l : links) {
+        const name_ref name(l.name.data(), l.name.size());
+        if (!valid_parent_name(name)) continue;
+        ks.push_back({parent_key{l.child, l.parent, traits::hash_type::hash(name.data, name.size), 0}, &l});
+    }
+    std::sort(ks.begin(), ks.end(), [](const keyed_link& a, const keyed_link& b) {
+        const int c = traits::compare(a.key, b.key);
+        return c != 0 ? c < 0 : a.link->name < b.link->name;
+    });
+    std::vector<keyed_link> uniq;
+    uniq.reserve(ks.size());
+    for (const keyed_link& x : ks)
+        if (uniq.empty() || traits::compare(uniq.back().key, x.key) != 0 || uniq.back().link->name != x.link->name)
+            uniq.push_back(x);
+    using any_parent_map = parent_map<memory_storage<>, null_journal<memory_storage<>>>; // a static helper: any storage
+    any_parent_map::number_collisions(uniq.begin(), uniq.end(), [](keyed_link& x) -> parent_key& { return x.key; });
+    return uniq;
+}
+
 // Bulk-load three empty maps from a scan, in one handle: the rmap from the
 // records (plus `extra`, e.g. the map file itself, merged in key order),
 // the refcount map swept from that rmap, the parent pointers with keys as
@@ -102,39 +134,16 @@ template <class S, class J>
     if (!n) return failed("refcount", n.error());
     if (const errc e = rc.rebuild_from_rmap(h, ext, {ends.data(), ends.size()}, *n, map_fill_percent); e != errc::ok)
         return failed("refcount", e);
-    // Parent pointers: sort by (child, parent, hash, name); equal hashes of
-    // different names take the collision indexes 0, 1, ... in name order.
-    struct keyed {
-        parent_key k;
-        const scan_link* l;
-    };
-    std::vector<keyed> ks;
-    ks.reserve(r.links.size());
-    for (const scan_link& l : r.links) {
-        const name_ref name(l.name.data(), l.name.size());
-        if (!parent_map<S, J>::valid_name(name)) continue;
-        ks.push_back({parent_key{l.child, l.parent, parent_map<S, J>::name_hash(name), 0}, &l});
-    }
-    std::sort(ks.begin(), ks.end(), [](const keyed& a, const keyed& b) {
-        const int c = parent_map_traits<>::compare(a.k, b.k);
-        return c != 0 ? c < 0 : a.l->name < b.l->name;
-    });
-    // The same entry twice (a damaged directory) is loaded once.
-    std::vector<keyed> uniq;
-    uniq.reserve(ks.size());
-    for (const keyed& x : ks)
-        if (uniq.empty() || parent_map_traits<>::compare(uniq.back().k, x.k) != 0 || uniq.back().l->name != x.l->name)
-            uniq.push_back(x);
-    parent_map<S, J>::number_collisions(uniq.begin(), uniq.end(), [](keyed& x) -> parent_key& { return x.k; });
+    const std::vector<keyed_link> uniq = keyed_links(r.links);
     i = 0;
     if (!uniq.empty()) {
         const errc e = pm.tree().bulk_load(
             h, uniq.size(),
             [&](parent_key& k, parent_record& v) {
-                k = uniq[i].k;
-                v.parent_gen = uniq[i].l->parent_gen;
-                v.name_len = static_cast<std::uint16_t>(uniq[i].l->name.size());
-                std::memcpy(v.name, uniq[i].l->name.data(), v.name_len);
+                k = uniq[i].key;
+                v.parent_gen = uniq[i].link->parent_gen;
+                v.name_len = static_cast<std::uint16_t>(uniq[i].link->name.size());
+                std::memcpy(v.name, uniq[i].link->name.data(), v.name_len);
                 ++i;
                 return true;
             },

@@ -304,7 +304,9 @@ int jbt_e2fs_check(jbt_e2fs_maps* m, jbt_e2fs_scan* scan, jbt_e2fs_problem_fn fn
     };
     check_stamp(m->maps, report, sum);
     int r = 0;
-    if (check_trees(m->maps, report, sum)) {
+    // The structure of the trees; their own rules follow from the exact
+    // comparison with the scan below (check_maps.hpp).
+    if (check_trees(m->maps, report, sum, tree_check_depth::structure)) {
         scan_result own;
         const scan_result* records = nullptr;
         if (scan) records = &scan->records();
