@@ -576,7 +576,7 @@ int cmd_check(const char* path) {
     };
     stored_maps sm;
     std::string why;
-    const errc e = sm.open(fs, why);
+    const errc e = sm.open(fs, why, true);
     if (e == errc::not_found) {
         note(ecode::maps_absent, why);
         return finish("absent");

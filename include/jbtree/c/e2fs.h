@@ -62,6 +62,8 @@ typedef struct jbt_e2fs_scan jbt_e2fs_scan; /* what the maps of a filesystem mus
 /* ---- opening ---------------------------------------------------------------------------- */
 
 #define JBT_E2FS_OPEN_STALE 0x1u /* open stale maps too (jbt_e2fs_info() says stale) */
+#define JBT_E2FS_OPEN_CHECK 0x2u /* for jbt_e2fs_check(): a cache that holds the whole map file (up to
+                                    64 MiB), which it reads several times; queries need only a small one */
 
 /*
  * Open the maps stored in `fs` (opened read-only or read-write; nothing is

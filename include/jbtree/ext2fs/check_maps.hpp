@@ -19,7 +19,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -186,23 +185,12 @@ void check_against(ext2_filsys fs, stored_maps& sm, const scan_result& r, Sink&&
                            "block " + std::to_string(hole) + " (owner " + owner_name(owner) +
                                ") is marked free in the block bitmap: ext4 could hand it out (run e2fsck)");
     }
-    // The rmap both ways: both lists are in key order, keys unique.
-    std::vector<rmap_record> stored;
-    stored.reserve(sm.rm().size());
-    if (const errc fe = sm.rm().for_each([&](const rmap_record& x) {
-            stored.push_back(x);
-            return true;
-        });
-        fe != errc::ok) {
-        detail::report(sink, s, map_check_kind::damaged, detail::read_cause(fe), 1,
-                       "the rmap cannot be read: " + sm.describe_error(map_slot_rmap, fe));
-        return;
-    }
+    // The rmap both ways, in one ordered merge of the stored records (key
+    // order) with the scan's (canonical: key order already; sorted here
+    // only if not).
     auto less = [](const rmap_record& a, const rmap_record& b) {
         return std::tie(a.start, a.owner, a.offset, a.length, a.flags) < std::tie(b.start, b.owner, b.offset, b.length, b.flags);
     };
-    // A scan's records are canonical (key order) already: copied and sorted
-    // only if not.
     std::vector<rmap_record> sorted_copy;
     const std::vector<rmap_record>* scan_records = &r.rmap;
     if (!std::is_sorted(r.rmap.begin(), r.rmap.end(), less)) {
@@ -211,21 +199,35 @@ void check_against(ext2_filsys fs, stored_maps& sm, const scan_result& r, Sink&&
         scan_records = &sorted_copy;
     }
     const std::vector<rmap_record>& scanned = *scan_records;
-    if (!std::is_sorted(stored.begin(), stored.end(), less)) std::sort(stored.begin(), stored.end(), less);
-    std::vector<rmap_record> miss, extra;
-    std::set_difference(scanned.begin(), scanned.end(), stored.begin(), stored.end(), std::back_inserter(miss), less);
-    std::set_difference(stored.begin(), stored.end(), scanned.begin(), scanned.end(), std::back_inserter(extra), less);
-    s.rmap_missing = miss.size(), s.rmap_extra = extra.size();
+    std::size_t si = 0;
+    std::uint64_t missing = 0, extra = 0;
+    rmap_record first_missing{}, first_extra{};
+    auto miss = [&](const rmap_record& x) {
+        if (missing++ == 0) first_missing = x;
+    };
+    const errc fe = sm.rm().for_each([&](const rmap_record& x) {
+        for (; si < scanned.size() && less(scanned[si], x); ++si) miss(scanned[si]);
+        if (si < scanned.size() && !less(x, scanned[si])) ++si; // the same record
+        else if (extra++ == 0) first_extra = x;
+        return true;
+    });
+    if (fe != errc::ok) {
+        detail::report(sink, s, map_check_kind::damaged, detail::read_cause(fe), 1,
+                       "the rmap cannot be read: " + sm.describe_error(map_slot_rmap, fe));
+        return;
+    }
+    for (; si < scanned.size(); ++si) miss(scanned[si]);
+    s.rmap_missing = missing, s.rmap_extra = extra;
     auto show = [](const rmap_record& x) {
         return "blocks " + std::to_string(x.start) + "+" + std::to_string(x.length) + " owner " + owner_name(x.owner);
     };
-    if (!miss.empty())
-        detail::report(sink, s, map_check_kind::rmap_missing, errc::corrupted, miss.size(),
-                       std::to_string(miss.size()) + " filesystem extents missing from the rmap (first: " + show(miss[0]) + ")");
-    if (!extra.empty()) {
-        const std::string where = sm.node_holding(extra[0]);
-        detail::report(sink, s, map_check_kind::rmap_extra, errc::corrupted, extra.size(),
-                       std::to_string(extra.size()) + " rmap records the filesystem does not have (first: " + show(extra[0]) +
+    if (missing)
+        detail::report(sink, s, map_check_kind::rmap_missing, errc::corrupted, missing,
+                       std::to_string(missing) + " filesystem extents missing from the rmap (first: " + show(first_missing) + ")");
+    if (extra) {
+        const std::string where = sm.node_holding(first_extra);
+        detail::report(sink, s, map_check_kind::rmap_extra, errc::corrupted, extra,
+                       std::to_string(extra) + " rmap records the filesystem does not have (first: " + show(first_extra) +
                            (where.empty() ? "" : ", in the " + where) + ")");
     }
     // Refcount against the rmap it derives from.

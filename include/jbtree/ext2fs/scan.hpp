@@ -175,11 +175,13 @@ inline void canonicalize(std::vector<rmap_record>& v) {
         return a.start < b.start;
     };
     if (!std::is_sorted(v.begin(), v.end(), by_owner)) std::sort(v.begin(), v.end(), by_owner);
-    std::vector<rmap_record> out;
-    out.reserve(v.size());
-    for (const rmap_record& r : v) {
-        if (!out.empty()) {
-            rmap_record& p = out.back();
+    // Merged in place: `n` records kept so far, each read record joins the
+    // last kept one or is kept after it.
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const rmap_record r = v[i];
+        if (n) {
+            rmap_record& p = v[n - 1];
             if (p.owner == r.owner && p.flags == r.flags && p.start + p.length == r.start &&
                 (rmap_offsetless(r.owner, r.flags) || p.offset + p.length == r.offset)) {
                 p.length += r.length;
@@ -187,11 +189,11 @@ inline void canonicalize(std::vector<rmap_record>& v) {
             }
             if (p.owner == r.owner && p.flags == r.flags && r.start < p.start + p.length) continue; // listed twice
         }
-        out.push_back(r);
+        v[n++] = r;
     }
+    v.resize(n);
     auto by_key = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
-    if (!std::is_sorted(out.begin(), out.end(), by_key)) std::sort(out.begin(), out.end(), by_key);
-    v.swap(out);
+    if (!std::is_sorted(v.begin(), v.end(), by_key)) std::sort(v.begin(), v.end(), by_key);
 }
 
 } // namespace detail

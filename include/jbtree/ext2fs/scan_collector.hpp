@@ -41,6 +41,12 @@ public:
 
     explicit scan_collector(ext2_filsys fs)
         : fs_(fs), nblocks_(ext2fs_blocks_count(fs->super)), accepted_(std::size_t{fs->super->s_inodes_count} + 1) {
+        // Room for what the superblock says is in use: an extent or two and
+        // a name per inode (growing a large vector copies it and touches
+        // its pages again).
+        const std::size_t used = fs->super->s_inodes_count - fs->super->s_free_inodes_count;
+        r_.rmap.reserve(used + used / 4 + 1024);
+        r_.links.reserve(used + used / 4 + 16); // hard links: more names than inodes
         add_static_metadata(fs, r_.rmap);
     }
 

@@ -80,11 +80,11 @@ struct keyed_link {
         const int c = traits::compare(a.key, b.key);
         return c != 0 ? c < 0 : a.link->name < b.link->name;
     });
-    std::vector<keyed_link> uniq;
-    uniq.reserve(ks.size());
-    for (const keyed_link& x : ks)
-        if (uniq.empty() || traits::compare(uniq.back().key, x.key) != 0 || uniq.back().link->name != x.link->name)
-            uniq.push_back(x);
+    auto same = [](const keyed_link& a, const keyed_link& b) {
+        return traits::compare(a.key, b.key) == 0 && a.link->name == b.link->name;
+    };
+    ks.erase(std::unique(ks.begin(), ks.end(), same), ks.end());
+    std::vector<keyed_link>& uniq = ks;
     using any_parent_map = parent_map<memory_storage<>, null_journal<memory_storage<>>>; // a static helper: any storage
     any_parent_map::number_collisions(uniq.begin(), uniq.end(), [](keyed_link& x) -> parent_key& { return x.key; });
     return uniq;
@@ -206,12 +206,15 @@ inline std::uint64_t realtime_ns(void*) noexcept {
 
 // Journal memory for an image of block size bs whose maps' volume has
 // bitmap_blocks bitmap blocks; `writing` false for opens that only read
-// (queries, check: a small cache, it only holds a path of each tree).
+// (queries: a small cache, it only holds a path of each tree), unless
+// `read_cache_blocks` asks for more (a check reads every tree several
+// times: a cache that holds them all reads each block once).
 [[nodiscard]] inline hosted::journal_sizes image_journal_sizes(std::uint32_t bs, std::uint32_t bitmap_blocks,
-                                                               bool writing = true) noexcept {
+                                                               bool writing = true,
+                                                               std::uint32_t read_cache_blocks = 0) noexcept {
     hosted::journal_sizes z;
     z.block_size = bs;
-    z.cache_blocks = writing ? 2048 : 256;
+    z.cache_blocks = writing ? 2048 : read_cache_blocks > 256 ? read_cache_blocks : 256;
     z.max_transaction_blocks = writing ? 1024 : 64; // capped by open() at a quarter of the log
     z.committed_capacity = writing ? 64 : 4;
     z.staging_blocks = writing ? 64 : 4;
@@ -351,8 +354,11 @@ public:
     // absent or foreign); errc::busy: the image's journal needs recovery
     // first; errc::corrupted: the map file or its volume is damaged, or
     // libext2fs found damage reading inode 5; errc::io: libext2fs failed.
-    // `why` says it in words.
-    [[nodiscard]] errc open(ext2_filsys fs, std::string& why) {
+    // `why` says it in words. `for_check`: a cache that holds the whole
+    // map file (up to check_cache_bytes), for the checks of check_maps.hpp,
+    // which read every tree several times; else a small one for queries.
+    static constexpr std::uint64_t check_cache_bytes = std::uint64_t{64} << 20;
+    [[nodiscard]] errc open(ext2_filsys fs, std::string& why, bool for_check = false) {
         fs_ = fs;
         errcode_t ee = 0;
         if (const errc e = locate_map_file(fs, file_, &ee); e != errc::ok) {
@@ -379,7 +385,9 @@ public:
         const auto n = static_cast<std::uint32_t>(ext_.size());
         dev_.emplace(fs);
         const std::uint64_t bits = std::uint64_t{fs->blocksize} * 8;
-        mem_.emplace(image_journal_sizes(fs->blocksize, static_cast<std::uint32_t>((file_.blocks + bits - 1) / bits), false));
+        const std::uint64_t whole = std::min<std::uint64_t>(file_.blocks, check_cache_bytes / fs->blocksize);
+        mem_.emplace(image_journal_sizes(fs->blocksize, static_cast<std::uint32_t>((file_.blocks + bits - 1) / bits), false,
+                                         for_check ? static_cast<std::uint32_t>(whole) : 0));
         vol_.emplace(*dev_, mem_->volume());
         volume_problem vp = volume_problem::none;
         e = vol_->open({}, &vp, nullptr, volume_location{file_.first, ext_.data(), n});

@@ -113,7 +113,7 @@ int jbt_e2fs_open(ext2_filsys fs, unsigned flags, jbt_e2fs_maps** out, char* why
     using namespace jbtree;
     using namespace jbtree::e2fs_c;
     if (out) *out = nullptr;
-    if (!fs || !out || (flags & ~JBT_E2FS_OPEN_STALE)) {
+    if (!fs || !out || (flags & ~(JBT_E2FS_OPEN_STALE | JBT_E2FS_OPEN_CHECK))) {
         say(why, why_size, "invalid argument");
         return -EINVAL;
     }
@@ -123,7 +123,7 @@ int jbt_e2fs_open(ext2_filsys fs, unsigned flags, jbt_e2fs_maps** out, char* why
         return -ENOMEM;
     }
     std::string w;
-    const errc e = m->maps.open(fs, w);
+    const errc e = m->maps.open(fs, w, (flags & JBT_E2FS_OPEN_CHECK) != 0);
     int r = 0;
     if (e == errc::not_found) r = m->maps.file().state == ext2fs_adapter::map_file_state::foreign ? JBT_E2FS_FOREIGN : JBT_E2FS_ABSENT;
     else if (e == errc::busy) r = ext2fs_has_feature_journal_needs_recovery(fs->super) ? JBT_E2FS_NEEDS_REPLAY : -EBUSY;
