@@ -151,6 +151,40 @@ std::size_t compare_scans(const fs::path& img, std::uint32_t* flags_seen = nullp
 
 } // namespace
 
+TEST_CASE("canonicalize: the one-sort path merges exactly what the general path merges") {
+    std::mt19937_64 rng(42);
+    for (int round = 0; round < 300; ++round) {
+        CAPTURE(round);
+        // Pieces of a few owners over a block range, no block twice: split
+        // extents, some contiguous on disk and in the file, some not.
+        std::vector<rmap_record> pieces;
+        std::uint64_t b = 1 + rng() % 10;
+        const int n = 1 + static_cast<int>(rng() % (round % 10 == 0 ? 6000 : 200)); // large ones: the radix sort
+        for (int i = 0; i < n; ++i) {
+            const std::uint64_t len = 1 + rng() % 4;
+            const std::uint64_t owner = rng() % 5 == 0 ? rmap_owner::fs - rng() % 3 : 10 + rng() % 4;
+            const std::uint32_t flags = rmap_owner::is_special(owner) ? 0 : static_cast<std::uint32_t>(rng() % 3 == 0 ? rmap_flags::bmbt : 0);
+            const std::uint64_t offset = rmap_offsetless(owner, flags) ? 0 : (b + (rng() % 4 == 0 ? 7 : 0)) % 50;
+            pieces.push_back(rmap_record{b, len, owner, offset, flags});
+            b += len + (rng() % 3 == 0 ? rng() % 3 : 0);
+        }
+        if (round % 2) { // a few sorted runs out of order, or
+            std::vector<std::vector<rmap_record>> runs(1 + rng() % 7);
+            for (const rmap_record& x : pieces) runs[rng() % runs.size()].push_back(x);
+            std::shuffle(runs.begin(), runs.end(), rng);
+            pieces.clear();
+            for (const auto& run : runs) pieces.insert(pieces.end(), run.begin(), run.end());
+        } else { // no order at all
+            std::shuffle(pieces.begin(), pieces.end(), rng);
+        }
+        std::vector<rmap_record> fast = pieces, general = pieces;
+        ext2fs_adapter::detail::canonicalize(fast);
+        ext2fs_adapter::detail::canonicalize_by_owner(general);
+        REQUIRE(fast.size() == general.size());
+        for (std::size_t i = 0; i < fast.size(); ++i) CHECK(same_record(fast[i], general[i]));
+    }
+}
+
 TEST_CASE("scan_collector: fed as e2fsck walks, it gives scan_filesystem()'s records on generated images") {
     if (!have("mkfs.ext4") || !have("debugfs")) {
         MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");

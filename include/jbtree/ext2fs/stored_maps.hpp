@@ -42,6 +42,7 @@
 #include "jbtree/ext2fs/map_file.hpp"
 #include "jbtree/ext2fs/scan.hpp"
 #include "jbtree/hosted/owned_memory.hpp"
+#include "jbtree/hosted/radix_sort.hpp"
 #include "jbtree/journal/null_journal.hpp"
 #include "jbtree/maps/parent_map.hpp"
 #include "jbtree/maps/refcount_map.hpp"
@@ -76,10 +77,12 @@ struct keyed_link {
         if (!valid_parent_name(name)) continue;
         ks.push_back({parent_key{l.child, l.parent, traits::hash_type::hash(name.data, name.size), 0}, &l});
     }
-    std::sort(ks.begin(), ks.end(), [](const keyed_link& a, const keyed_link& b) {
-        const int c = traits::compare(a.key, b.key);
-        return c != 0 ? c < 0 : a.link->name < b.link->name;
-    });
+    hosted::radix_sort(
+        ks, [](const keyed_link& x) { return x.key.child; },
+        [](const keyed_link& a, const keyed_link& b) {
+            const int c = traits::compare(a.key, b.key);
+            return c != 0 ? c < 0 : a.link->name < b.link->name;
+        });
     auto same = [](const keyed_link& a, const keyed_link& b) {
         return traits::compare(a.key, b.key) == 0 && a.link->name == b.link->name;
     };
