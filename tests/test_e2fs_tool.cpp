@@ -349,6 +349,12 @@ std::string mount_and_compare(const fs::path& img, const fs::path& tree, std::si
 
 std::string md5(const fs::path& img) { return capture("md5sum < '" + img.string() + "'").out; }
 
+// A whole file's bytes.
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 // Run debugfs -w over a file of commands (one a line); its complaints
 // about single commands (a write that finds no room) are ignored.
 void debugfs_script(const fs::path& img, const fs::path& dir, const std::vector<std::string>& cmds) {
@@ -1000,10 +1006,6 @@ TEST_CASE("replay: a journal superblock with a bad checksum is reset as e2fsck -
     }
     const fs::path tmp = make_temp_dir();
     REQUIRE(!tmp.empty());
-    auto slurp = [](const fs::path& p) {
-        std::ifstream in(p, std::ios::binary);
-        return std::string(std::istreambuf_iterator<char>(in), {});
-    };
     // Journals with checksums v2 and v3, a transaction pending (needs
     // recovery) or none (the log emptied first by a replay): an unused
     // superblock byte changed, the checksum left as it was.
@@ -1071,10 +1073,6 @@ TEST_CASE("replay gives the image e2fsck -E journal_only gives, for every corpus
     }
     const fs::path tmp = make_temp_dir();
     REQUIRE(!tmp.empty());
-    auto slurp = [](const fs::path& p) {
-        std::ifstream in(p, std::ios::binary);
-        return std::string(std::istreambuf_iterator<char>(in), {});
-    };
     int same = 0, refused = 0;
     for (const auto& entry : fs::directory_iterator(jbd2_corpus)) {
         const std::string name = entry.path().filename().string();

@@ -167,53 +167,12 @@ inline int collect_entry(ext2_ino_t, int entry, ext2_dir_entry* dirent, int, int
     return 0;
 }
 
-inline void canonicalize_by_owner(std::vector<rmap_record>& v);
-
-// Merge single-block pieces into canonical records: same owner, flags and
-// physical continuation (and logical continuation unless offset-less).
-inline void canonicalize(std::vector<rmap_record>& v) {
-    auto by_key = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
-    // The common case, one sort: when no two pieces share a block (no
-    // reflink, nothing listed twice), pieces that merge are neighbours in
-    // key order (anything between them would share a block with one of
-    // them), so one pass in key order merges exactly what the general
-    // path below merges.
-    if (!std::is_sorted(v.begin(), v.end(), by_key)) hosted::radix_sort(v, [](const rmap_record& x) { return x.start; }, by_key);
-    bool shared = false;
-    for (std::size_t i = 1; i < v.size() && !shared; ++i) shared = v[i].start - v[i - 1].start < v[i - 1].length;
-    if (!shared) {
-        std::size_t n = 0;
-        for (std::size_t i = 0; i < v.size(); ++i) {
-            const rmap_record r = v[i];
-            if (n) {
-                rmap_record& p = v[n - 1];
-                if (p.owner == r.owner && p.flags == r.flags && p.start + p.length == r.start &&
-                    (rmap_offsetless(r.owner, r.flags) || p.offset + p.length == r.offset)) {
-                    p.length += r.length;
-                    continue;
-                }
-            }
-            v[n++] = r;
-        }
-        v.resize(n);
-        return;
-    }
-    canonicalize_by_owner(v);
-}
-
-// The general path: grouped by owner and flags, in block order, merged,
-// then sorted by key. Any input (shared blocks, pieces listed twice).
-inline void canonicalize_by_owner(std::vector<rmap_record>& v) {
-    auto by_key = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
-    auto by_owner = [](const rmap_record& a, const rmap_record& b) {
-        if (a.owner != b.owner) return a.owner < b.owner;
-        if (a.flags != b.flags) return a.flags < b.flags;
-        return a.start < b.start;
-    };
-    if (!std::is_sorted(v.begin(), v.end(), by_owner)) std::sort(v.begin(), v.end(), by_owner);
-    // Merged in place: `n` records kept so far, each read record joins the
-    // last kept one or is kept after it.
-    std::size_t n = 0;
+// Merge, in place, each record into the one kept before it when they
+// continue each other (same owner and flags, physically and, unless
+// offset-less, logically), and drop one that repeats blocks of the one
+// before (listed twice).
+inline void merge_neighbours(std::vector<rmap_record>& v) {
+    std::size_t n = 0; // records kept so far
     for (std::size_t i = 0; i < v.size(); ++i) {
         const rmap_record r = v[i];
         if (n) {
@@ -228,7 +187,37 @@ inline void canonicalize_by_owner(std::vector<rmap_record>& v) {
         v[n++] = r;
     }
     v.resize(n);
-    if (!std::is_sorted(v.begin(), v.end(), by_key)) std::sort(v.begin(), v.end(), by_key);
+}
+
+inline bool rmap_key_less(const rmap_record& a, const rmap_record& b) noexcept {
+    return rmap_traits::compare(a.key(), b.key()) < 0;
+}
+
+// The general path: grouped by owner and flags, in block order, merged,
+// then sorted by key. Any input (shared blocks, pieces listed twice).
+inline void canonicalize_by_owner(std::vector<rmap_record>& v) {
+    auto by_owner = [](const rmap_record& a, const rmap_record& b) {
+        if (a.owner != b.owner) return a.owner < b.owner;
+        if (a.flags != b.flags) return a.flags < b.flags;
+        return a.start < b.start;
+    };
+    if (!std::is_sorted(v.begin(), v.end(), by_owner)) std::sort(v.begin(), v.end(), by_owner);
+    merge_neighbours(v);
+    if (!std::is_sorted(v.begin(), v.end(), rmap_key_less)) std::sort(v.begin(), v.end(), rmap_key_less);
+}
+
+// Merge single-block pieces into canonical records (merge_neighbours()'s
+// rule), in key order. The common case takes one sort: when no two pieces
+// share a block (no reflink, nothing listed twice), pieces that merge are
+// neighbours in key order (anything between them would share a block with
+// one of them), so one pass in key order merges exactly what the general
+// path merges.
+inline void canonicalize(std::vector<rmap_record>& v) {
+    if (!std::is_sorted(v.begin(), v.end(), rmap_key_less))
+        hosted::radix_sort(v, [](const rmap_record& x) { return x.start; }, rmap_key_less);
+    for (std::size_t i = 1; i < v.size(); ++i)
+        if (v[i].start - v[i - 1].start < v[i - 1].length) return canonicalize_by_owner(v); // a block shared
+    merge_neighbours(v);
 }
 
 } // namespace detail
