@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "jbtree/journal/jbd2_journal.hpp"
@@ -33,12 +34,12 @@ struct journal_sizes {
 class owned_memory {
 public:
     explicit owned_memory(const journal_sizes& z)
-        : cache_(std::size_t{z.block_size} * z.cache_blocks), slots_(z.cache_blocks),
+        : cache_(new unsigned char[std::size_t{z.block_size} * z.cache_blocks]), slots_(z.cache_blocks),
           buckets_(std::bit_ceil(z.cache_blocks)), running_(z.max_transaction_blocks),
           revokes_(z.max_transaction_blocks), committed_(z.committed_capacity),
           staging_(std::size_t{z.block_size} * z.staging_blocks), bitmap_(std::size_t{z.block_size} * z.bitmap_blocks),
           dirty_(z.bitmap_blocks), rtable_(z.revoke_capacity) {
-        vm_.journal = jbd2::journal_memory{cache_.data(),
+        vm_.journal = jbd2::journal_memory{cache_.get(),
                                            slots_.data(),
                                            z.cache_blocks,
                                            buckets_.data(),
@@ -64,7 +65,10 @@ public:
     }
 
 private:
-    std::vector<unsigned char> cache_;
+    // The cache's blocks: left uninitialised (every slot is filled by a
+    // read or a create before it is used; zeroing tens of MiB up front
+    // would touch every page for nothing).
+    std::unique_ptr<unsigned char[]> cache_;
     std::vector<jbd2::cache_slot> slots_;
     std::vector<std::uint32_t> buckets_;
     std::vector<std::uint32_t> running_;
