@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
-// jbtree benchmark: jbtree vs absl::btree_map vs std::map, u64 -> u64.
+// jbtree benchmark: jbtree vs absl::btree_map, frozenca::BTreeMap and
+// std::map, u64 -> u64.
 //
 // One Google Benchmark binary; every benchmark is named
 //   <op>/<container>/<n>[/min_time:...][/manual_time]
 // with op in insert_random, insert_ascending, find, iterate, erase,
-// bulk_load and container in jbtree, absl, std. bench/ratios.py turns the
-// JSON output into the ns/item and bytes/entry tables of bench/README.md.
+// bulk_load and container in jbtree, jbtree_csum, absl, frozenca, std.
+// bench/ratios.py turns the JSON output into the ns/item and bytes/entry
+// tables of bench/README.md, bench/plot.sh into its plots.
 //
 //   JBTREE_BENCH_MAX_N   largest n (default 1e7; accepts "1e6" or "1000000").
 //   JBTREE_BENCH_HEAP    "prefix" (default): count requested heap bytes, kept
@@ -13,10 +15,19 @@
 //                        "usable": no header, count malloc_usable_size()
 //                        (leaves malloc's size classes untouched, to check
 //                        that the header does not skew the timings).
+//   JBTREE_BENCH_NODE_SIZES  "1": also jbtree with 512 .. 16384-byte blocks
+//                        (containers jbtree_512 ... jbtree_16384), to choose
+//                        the block size of a memory-only tree.
 //
-// jbtree runs on memory_storage (4096-byte blocks, checksums off) with a
-// null_journal and one handle started with unlimited_credits, i.e. the
-// engine's own cost without I/O or journaling.
+// jbtree runs on memory_storage (4096-byte blocks, checksums off; jbtree_csum:
+// checksums on) with a null_journal and one handle started with
+// unlimited_credits, i.e. the engine's own cost without I/O or journaling.
+//
+// frozenca::BTreeMap (github.com/frozenca/BTree, header-only, Apache-2.0) is
+// compiled in when the bench build found it (JBTREE_BENCH_FROZENCA, set by
+// bench/meson.build after unpacking ../shared/vendor/frozenca-BTree.tar.xz
+// into the build directory); its value type is int64_t because its
+// BTreePair cannot be built when key and value types are the same.
 //
 // Timing: keys are precomputed outside the timed region (std::mt19937_64,
 // fixed seeds). Inserts, erases and bulk loads time one whole pass over n
@@ -33,6 +44,10 @@
 #include <benchmark/benchmark.h>
 
 #include <absl/container/btree_map.h>
+
+#if JBTREE_BENCH_FROZENCA
+#include <fc/btree.h>
+#endif
 
 #include <jbtree/engine/btree.hpp>
 #include <jbtree/journal/null_journal.hpp>
@@ -220,9 +235,14 @@ inline void must(jbtree::errc e, const char* what) {
         die(what, jbtree::describe(e));
 }
 
-struct jb_map {
-    static constexpr const char* name = "jbtree";
-    storage_t disk{jbtree::memory_storage_options{4096, /*checksums*/ false}};
+template <std::uint32_t BlockSize, bool Checksums>
+struct jb_map_t {
+    static inline const std::string name_str =
+        Checksums ? std::string("jbtree_csum") + (BlockSize == 4096 ? "" : "_" + std::to_string(BlockSize))
+                  : std::string("jbtree") + (BlockSize == 4096 ? "" : "_" + std::to_string(BlockSize));
+    static inline const char* const name = name_str.c_str();
+    static constexpr bool is_jbtree = true;
+    storage_t disk{jbtree::memory_storage_options{BlockSize, Checksums, /*seed*/ Checksums ? 0x1234567u : 0u}};
     journal_t jnl{disk};
     tree_t tree = must(tree_t::create(disk, jnl, 1), "create");
     journal_t::handle h = must(jnl.start(jbtree::unlimited_credits), "start handle");
@@ -246,6 +266,11 @@ struct jb_map {
     }
     std::size_t size() const { return tree.size(); }
 };
+using jb_map = jb_map_t<4096, false>;
+using jb_map_csum = jb_map_t<4096, true>;
+
+template <class C>
+concept jbtree_container = requires { requires C::is_jbtree; };
 
 template <class Map>
 struct std_like {
@@ -277,6 +302,35 @@ struct absl_map : std_like<absl::btree_map<u64, u64>> {
 struct std_map : std_like<std::map<u64, u64>> {
     static constexpr const char* name = "std";
 };
+
+#if JBTREE_BENCH_FROZENCA
+// frozenca::BTreeMap<u64, int64_t> (default fanout 64: nodes of up to 127
+// records, linear search for arithmetic keys).
+struct frozenca_map {
+    static constexpr const char* name = "frozenca";
+    frozenca::BTreeMap<u64, std::int64_t> m;
+    void insert(u64 k, u64 v) {
+        if (!m.emplace(u64{k}, static_cast<std::int64_t>(v)).second) [[unlikely]]
+            die("insert", "key exists");
+    }
+    void insert_hint_end(u64 k, u64 v) { insert(k, v); } // no hinted insert
+    u64 find(u64 k) {
+        auto it = m.find(k);
+        if (it == m.end()) [[unlikely]]
+            die("find", "not found");
+        return static_cast<u64>(it->second);
+    }
+    void erase(u64 k) {
+        if (m.erase(k) != 1) [[unlikely]]
+            die("erase", "not found");
+    }
+    template <class F>
+    void for_each(F&& f) {
+        for (const auto& p : m) f(p.first, static_cast<u64>(p.second));
+    }
+    std::size_t size() const { return m.size(); }
+};
+#endif
 
 using clock_type = std::chrono::steady_clock;
 inline double seconds_since(clock_type::time_point t0) {
@@ -320,7 +374,7 @@ void set_bytes_counter(benchmark::State& st, std::int64_t bytes, std::size_t n) 
 
 template <class C>
 void add_engine_counters(benchmark::State& st, C& c) {
-    if constexpr (std::is_same_v<C, jb_map>) {
+    if constexpr (jbtree_container<C>) {
         auto s = must(c.tree.stats(), "stats");
         st.counters["leaf_fill_permille"] = static_cast<double>(s.leaf_fill_permille());
         st.counters["bytes_per_record_x100"] = static_cast<double>(s.bytes_per_record_x100());
@@ -407,7 +461,8 @@ void bm_erase(benchmark::State& st, std::size_t n) {
 }
 
 // jbtree: bulk_load of n sorted records at fill 100. absl/std: the closest
-// standard equivalent, emplace_hint(end()) of the sorted records.
+// standard equivalent, emplace_hint(end()) of the sorted records; frozenca
+// (no hinted insert): ascending inserts.
 template <class C>
 void bm_bulk(benchmark::State& st, std::size_t n) {
     const auto& ks = keys(n);
@@ -418,7 +473,7 @@ void bm_bulk(benchmark::State& st, std::size_t n) {
         const std::int64_t before = heap::live_bytes();
         const auto t0 = clock_type::now();
         auto c = std::make_unique<C>();
-        if constexpr (std::is_same_v<C, jb_map>) {
+        if constexpr (jbtree_container<C>) {
             std::size_t i = 0;
             const u64* src = ks.sorted.data();
             must(c->tree.bulk_load(
@@ -478,12 +533,31 @@ void register_container(std::size_t n) {
 
 int main(int argc, char** argv) {
     const std::size_t max_n = max_n_from_env();
+    const char* ns_env = std::getenv("JBTREE_BENCH_NODE_SIZES");
+    const bool node_sizes = ns_env && std::strcmp(ns_env, "1") == 0;
     // n = 1e3, 1e4, ... <= max_n (just max_n when it is below 1e3).
     for (std::size_t n = max_n < 1000 ? max_n : 1000; n <= max_n; n *= 10) {
         register_container<jb_map>(n);
+        register_container<jb_map_csum>(n);
         register_container<absl_map>(n);
+#if JBTREE_BENCH_FROZENCA
+        register_container<frozenca_map>(n);
+#endif
         register_container<std_map>(n);
+        if (node_sizes) {
+            register_container<jb_map_t<512, false>>(n);
+            register_container<jb_map_t<1024, false>>(n);
+            register_container<jb_map_t<2048, false>>(n);
+            register_container<jb_map_t<8192, false>>(n);
+            register_container<jb_map_t<16384, false>>(n);
+        }
     }
+#if JBTREE_BENCH_FROZENCA
+    benchmark::AddCustomContext("jbtree_bench_frozenca", "yes");
+#else
+    benchmark::AddCustomContext("jbtree_bench_frozenca",
+                                "no (not found when the bench was built: ../shared/vendor/frozenca-BTree.tar.xz)");
+#endif
     benchmark::AddCustomContext("jbtree_bench_max_n", std::to_string(max_n));
     benchmark::AddCustomContext("jbtree_bench_heap", heap::mode() == heap::mode_t::usable ? "usable" : "prefix");
     benchmark::Initialize(&argc, argv);
