@@ -23,6 +23,8 @@ struct u64_codec {
     static void encode_key(const key_type& k, unsigned char* out) noexcept { store_le<std::uint64_t>(out, k); }
     [[nodiscard]] static key_type decode_key(const unsigned char* in) noexcept { return load_le<std::uint64_t>(in); }
     [[nodiscard]] static int compare(const key_type& a, const key_type& b) noexcept { return (a > b) - (a < b); }
+    // RankedKeys: searches inside a node interpolate between its bounds.
+    [[nodiscard]] static std::uint64_t key_rank(const key_type& k) noexcept { return k; }
 };
 
 struct u64_map_traits : u64_codec {
