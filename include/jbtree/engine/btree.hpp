@@ -410,14 +410,17 @@ private:
     }
     // Read child i of internal node `parent` (at level + 1), whose bounds
     // are `b`; on success b becomes the child's bounds.
+    // With k, prefetch what a search for k will read (prefetch_around);
+    // with `tail` too, in a leaf also every entry from there to the end (an
+    // insert or erase moves them).
     [[nodiscard]] JBTREE_HOT result<buffer> read_child(buffer& parent, std::uint32_t i, unsigned level, key_bounds& b,
-                                            const key_type* k = nullptr) noexcept {
+                                                       const key_type* k = nullptr, bool tail = false) noexcept {
         const unsigned char* pn = parent.data();
         const std::uint64_t blk = child_at(pn, i);
         const key_bounds cb = child_bounds(pn, i, b);
         auto r = read_node(blk, level, [&](const unsigned char* n) noexcept {
             if constexpr (RankedKeys<Traits>)
-                if (k) prefetch_around(n, level == 0, *k, cb);
+                if (k) prefetch_around(n, level == 0, *k, cb, tail);
         });
         if (!r) return r.error();
         b = cb;
@@ -429,14 +432,16 @@ private:
     // node's bounds puts k, for a node as full as the last one searched at
     // this level. They then arrive with the header instead of one after
     // another; a wrong guess only costs the prefetches.
-    JBTREE_HOT void prefetch_around(const unsigned char* n, bool leaf, const key_type& k, const key_bounds& b) noexcept
+    JBTREE_HOT void prefetch_around(const unsigned char* n, bool leaf, const key_type& k, const key_bounds& b,
+                                    bool tail) noexcept
         requires RankedKeys<Traits>
     {
         if (leaf && layout_type::slotted_leaves) return;
         if (!b.has_lo || !b.has_hi) return;
-        const std::uint32_t est = count_hint_[leaf ? 0 : 1];
+        const std::uint64_t rlo = Traits::key_rank(b.lo), rhi = Traits::key_rank(b.hi);
+        const std::uint32_t est = fill_.estimate(leaf, rhi - rlo, lay_.max_entries(leaf));
         if (est <= 2 * rank_window) return;
-        const std::uint32_t g = interpolate(Traits::key_rank(k), Traits::key_rank(b.lo), Traits::key_rank(b.hi), est);
+        const std::uint32_t g = interpolate(Traits::key_rank(k), rlo, rhi, est);
         const std::uint32_t last = lay_.capacity(leaf) - 1;
         // The keys search() compares first (the guess +- rank_window and a
         // margin for the count being off), the node's last key (the bounds
@@ -445,9 +450,16 @@ private:
         prefetch_lines(lay_.key(n, leaf, g > margin ? g - margin : 0),
                        lay_.key(n, leaf, g + margin < last ? g + margin : last));
         __builtin_prefetch(lay_.key(n, leaf, est - 1));
-        if (leaf)
-            prefetch_lines(lay_.payload(n, true, g > rank_window ? g - rank_window : 0),
+        if (!leaf) return;
+        const std::uint32_t from = g > rank_window ? g - rank_window : 0;
+        if (tail) {
+            const std::uint32_t to = est + rank_window < last ? est + rank_window : last;
+            prefetch_lines(lay_.key(n, true, g + margin < last ? g + margin : last), lay_.key(n, true, to));
+            prefetch_lines(lay_.payload(n, true, from), lay_.payload(n, true, to));
+        } else {
+            prefetch_lines(lay_.payload(n, true, from),
                            lay_.payload(n, true, g + rank_window < last ? g + rank_window : last));
+        }
     }
     // Every cache line of [from, to].
     static void prefetch_lines(const unsigned char* from, const unsigned char* to) noexcept {
@@ -522,7 +534,8 @@ private:
         };
         if constexpr (RankedKeys<Traits>) {
             if (b && !(leaf && layout_type::slotted_leaves) && cnt > 4 * rank_window) {
-                count_hint_[leaf ? 0 : 1] = cnt;
+                if (b->has_lo && b->has_hi)
+                    fill_.learn(leaf, cnt, Traits::key_rank(b->hi) - Traits::key_rank(b->lo));
                 const std::uint32_t g = rank_guess(n, leaf, cnt, k, *b);
                 if (leaf) __builtin_prefetch(lay_.payload(n, true, g < cnt ? g : cnt - 1)); // the value, likely
                 // The answer a is in [lo, hi]: first within rank_window of
@@ -661,7 +674,7 @@ private:
         key_bounds b;
         for (unsigned l = an_.height; l-- > 0;) {
             auto r = l + 1 == an_.height ? read_node(an_.root, l)
-                                         : read_child(p.lv[l + 1].buf, p.lv[l + 1].index, l, b, &k);
+                                         : read_child(p.lv[l + 1].buf, p.lv[l + 1].index, l, b, &k, true);
             if (!r) return r.error();
             p.lv[l].buf = rvalue(*r);
             p.lv[l].bounds = b;
@@ -764,9 +777,15 @@ private:
         }
     };
 
+    // Stamp the transaction and seal the checksum: now, or, when the
+    // storage seals changed nodes itself (SealDeferringBuffer), once before
+    // the block's bytes leave the storage however often it changes first.
     void seal(buffer& b, std::uint64_t tid) noexcept {
         header_of(b.data())->txid.set(tid);
-        if (st_->checksums()) seal_node(b.data(), lay_.block_size(), st_->checksum_seed());
+        if (!st_->checksums()) return;
+        if constexpr (SealDeferringBuffer<buffer>)
+            if (b.defer_seal()) return;
+        seal_node(b.data(), lay_.block_size(), st_->checksum_seed());
     }
 
     // Allocate and format a new node (not yet journaled).
@@ -986,9 +1005,36 @@ private:
     tree_anchor an_;
     std::uint64_t gen_ = 0;
     node_fault_info fault_{};
-    // Entries of the last leaf [0] and internal node [1] searched by rank:
-    // how full prefetch_around() expects the next one to be.
-    std::uint32_t count_hint_[2] = {0, 0};
+    // How many entries a node holds per unit of rank span, learned from
+    // the nodes searched (a moving average per kind of node): how full
+    // prefetch_around() expects the next one to be.
+    struct fill_model {
+        std::uint64_t cnt[2] = {0, 0};  // sum of counts, decaying by 1/8 per node
+        std::uint64_t span[2] = {0, 0}; // sum of spans >> shift[], likewise
+        unsigned shift[2] = {0, 0};
+        void learn(bool leaf, std::uint32_t c, std::uint64_t s) noexcept {
+            const unsigned i = leaf ? 0 : 1;
+            if (s == 0) return;
+            std::uint64_t v = s >> shift[i];
+            if (span[i] == 0 || v == 0 || v > (1ull << 32)) { // (re)start at this scale
+                const int w = std::bit_width(s);
+                shift[i] = w > 24 ? static_cast<unsigned>(w - 24) : 0;
+                cnt[i] = span[i] = 0;
+                v = s >> shift[i];
+            }
+            cnt[i] += c - cnt[i] / 8;
+            span[i] += v - span[i] / 8;
+        }
+        [[nodiscard]] std::uint32_t estimate(bool leaf, std::uint64_t s, std::uint32_t most) const noexcept {
+            const unsigned i = leaf ? 0 : 1;
+            if (span[i] == 0) return 0;
+            std::uint64_t v = s >> shift[i];
+            if (v > (1ull << 32)) return most;
+            const std::uint64_t e = cnt[i] * v / span[i];
+            return e > most ? most : static_cast<std::uint32_t>(e);
+        }
+    };
+    fill_model fill_;
 };
 
 } // namespace jbtree
