@@ -35,6 +35,7 @@
 //     maps_inconsistent, no_space, internal: the image is damaged or
 //     unsupported, or the maps are not right for it.
 #include <jbtree/ext2fs/check_maps.hpp>
+#include <jbtree/ext2fs/fast_commit_replay.hpp>
 #include <jbtree/ext2fs/io_device.hpp>
 #include <jbtree/ext2fs/journal_extents.hpp>
 #include <jbtree/ext2fs/scan.hpp>
@@ -695,15 +696,19 @@ int cmd_replay(const char* path) {
     std::vector<jbd2::revoke_entry> slots(1u << 16);
     jbd2::recovery_info info;
     const bool had_errors = fs->super->s_state & EXT2_ERROR_FS; // as read before the replay
-    e = jbd2::recover(log, {a.data(), b.data(), slots.data(), slots.size()}, info);
+    // Fast commits are applied as e2fsck applies them, through this
+    // filesystem as it was opened before the block replay (e2fsck's).
+    ext2fs_adapter::fast_commit_replay fcr(fs);
+    e = jbd2::recover(log, {a.data(), b.data(), slots.data(), slots.size()}, info, fcr);
     (void)dev.flush(); // recover() flushes what it wrote; this is for the io_channel cache
     // libext2fs still holds the superblock and descriptors from before the
     // replay: close without letting it write them, then open again.
     ext2fs_adapter::close_without_writing(fs);
     if (info.refused == jbd2::sb_problem::bad_checksum) return reset_corrupt_journal(path, ext);
     if (info.refused != jbd2::sb_problem::none) {
-        return fail(ecode::journal_refused, std::string("journal refused (") + jbd2::describe(info.refused) +
-                                              "): nothing replayed, nothing written");
+        const char* why = info.refused == jbd2::sb_problem::fast_commit && fcr.why() ? fcr.why() : jbd2::describe(info.refused);
+        return fail(ecode::journal_refused, std::string("journal refused (") + why +
+                                              "): nothing replayed, nothing written; use e2fsck");
     }
     if (info.nothing_to_do) {
         std::printf("%s: the journal is empty: nothing to replay\n", path);
@@ -730,16 +735,20 @@ int cmd_replay(const char* path) {
     ext2fs_mark_super_dirty(fs);
     fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
     if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
+    const std::string fc_text =
+        info.fc_valid ? ", " + std::to_string(info.fc_applied) + " of " + std::to_string(info.fc_valid) + " fast-commit tags applied"
+                      : std::string();
     if (e == errc::ok)
-        std::printf("%s: %" PRIu64 " transactions replayed, %" PRIu64 " blocks written, %" PRIu64 " revoked%s\n", path,
-                    info.transactions, info.replayed, info.revoke_hits,
+        std::printf("%s: %" PRIu64 " transactions replayed, %" PRIu64 " blocks written, %" PRIu64 " revoked%s%s\n", path,
+                    info.transactions, info.replayed, info.revoke_hits, fc_text.c_str(),
                     info.failed_commit ? "; a commit block failed its checksum: the filesystem is marked with errors"
                     : journal_errno    ? "; the journal recorded an error: the filesystem is marked with errors"
                                        : "");
     else
-        return fail(ecode::corrupted, std::string("the journal is damaged (") + describe(e) + "): replayed " +
-                                          std::to_string(info.transactions) + " transactions (" +
-                                          std::to_string(info.replayed) + " blocks) as e2fsck does; the filesystem is marked not clean");
+        return fail(ecode::corrupted, std::string(info.fc_result != errc::ok ? "the fast commits failed (" : "the journal is damaged (") +
+                                          describe(e) + "): replayed " + std::to_string(info.transactions) + " transactions (" +
+                                          std::to_string(info.replayed) + " blocks" + fc_text +
+                                          ") as e2fsck does; the filesystem is marked not clean");
     return ok;
 }
 

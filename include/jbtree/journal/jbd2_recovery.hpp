@@ -27,14 +27,22 @@
 //    and corruption otherwise: nothing is replayed at all;
 //  - a data block whose tag checksum fails (v2/v3) is not replayed, the others
 //    are, and recovery reports errc::bad_checksum.
+//
+// Fast commits (INCOMPAT_FAST_COMMIT; jbd2_fast_commit.hpp has the format
+// and the validity rules): the area after the log is scanned at the end of
+// the scan pass and its valid tags are handed, after the block replay, to a
+// FastCommitReplayer (the filesystem's side: ext2fs/fast_commit_replay.hpp);
+// recover() without one refuses a journal with valid fast commits.
 #pragma once
 
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "jbtree/base/endian.hpp"
 #include "jbtree/base/errc.hpp"
+#include "jbtree/journal/jbd2_fast_commit.hpp"
 #include "jbtree/journal/jbd2_format.hpp"
 #include "jbtree/journal/jbd2_revoke_table.hpp"
 
@@ -60,6 +68,7 @@ struct journal_info {
     std::uint32_t last = 0;     // end of the log area (exclusive)
     std::uint32_t sequence = 0; // s_sequence
     std::uint32_t start = 0;    // s_start (0: nothing to replay)
+    fc::area fc{};              // fast-commit area (fmt.incompat & incompat_fast_commit only)
 };
 
 // Why a journal superblock was refused.
@@ -69,7 +78,7 @@ enum class sb_problem : std::uint8_t {
     bad_type,         // a log block where the superblock should be (corrupt)
     unknown_version,  // unknown superblock type
     unknown_features, // incompatible or ro-compatible features we do not know
-    fast_commit,      // fast-commit replay is not implemented: refuse rather than guess
+    fast_commit,      // valid fast commits, and no replayer for them (or it refused one)
     shared_journal,   // s_nr_users > 1
     bad_checksum,     // superblock checksum or checksum type wrong, or v2+v3 together
     bad_geometry,     // block size, length, first or start out of range
@@ -78,6 +87,7 @@ enum class sb_problem : std::uint8_t {
     log_runs_round,    // a pass would read round the whole log area (e2fsck could loop forever)
     revoke_table_full, // more revoked blocks than the caller's revoke table holds
     home_refused,      // a block to replay has a home the device refuses (check_home)
+    fc_unreproducible, // a fast-commit tag runs past its block, or the valid ones fill the area
 };
 
 [[nodiscard]] constexpr const char* describe(sb_problem p) noexcept {
@@ -87,7 +97,7 @@ enum class sb_problem : std::uint8_t {
     case sb_problem::bad_type: return "journal superblock is a log block (corrupt)";
     case sb_problem::unknown_version: return "unknown journal superblock version";
     case sb_problem::unknown_features: return "journal has features this replayer does not know";
-    case sb_problem::fast_commit: return "journal uses fast commits, whose replay is not supported";
+    case sb_problem::fast_commit: return "journal has fast commits this replayer cannot apply";
     case sb_problem::shared_journal: return "journal is shared by several filesystems";
     case sb_problem::bad_checksum: return "journal superblock checksum is wrong";
     case sb_problem::bad_geometry: return "journal superblock geometry is out of range";
@@ -95,6 +105,8 @@ enum class sb_problem : std::uint8_t {
     case sb_problem::revoke_table_full: return "more revoked blocks than the revoke table holds";
     case sb_problem::home_refused:
         return "a logged block would be written outside the filesystem or over the journal itself";
+    case sb_problem::fc_unreproducible:
+        return "a fast-commit tag runs past the end of its block (e2fsck would read outside it)";
     }
     return "unknown problem";
 }
@@ -133,12 +145,15 @@ template <LogDevice D>
             return refuse(sb_problem::bad_checksum, errc::bad_checksum);
         f.csum_seed = crc32c_raw(~0u, sb->s_uuid, sizeof sb->s_uuid);
     }
-    if (incompat & incompat_fast_commit) return refuse(sb_problem::fast_commit, errc::not_supported);
     const std::uint32_t maxlen = sb->s_maxlen.get(), first = sb->s_first.get(), start = sb->s_start.get();
     if (sb->s_blocksize.get() != dev.block_size() || maxlen > dev.journal_blocks() || first == 0 ||
         first >= maxlen || (start != 0 && (start < first || start >= maxlen)))
         return refuse(sb_problem::bad_geometry, errc::corrupted);
-    out = journal_info{f, first, maxlen, sb->s_sequence.get(), start};
+    // With fast commits the log still wraps at maxlen, as e2fsck wraps it.
+    fc::area area{};
+    if ((incompat & incompat_fast_commit) && fc::area_of(maxlen, sb->s_num_fc_blks.get(), area) != errc::ok)
+        return refuse(sb_problem::bad_geometry, errc::corrupted);
+    out = journal_info{f, first, maxlen, sb->s_sequence.get(), start, area};
     return errc::ok;
 }
 
@@ -189,6 +204,10 @@ struct recovery_info {
     std::uint64_t bad_blocks = 0;    // logged blocks skipped because their tag checksum failed
     std::uint32_t new_sequence = 0;  // s_sequence written back
     bool nothing_to_do = false;      // s_start was 0
+    std::uint32_t fc_blocks = 0;     // fast-commit blocks the scan read
+    std::uint32_t fc_valid = 0;      // fast-commit tags found valid (to replay)
+    std::uint32_t fc_applied = 0;    // fast-commit tags applied by the replayer
+    errc fc_result = errc::ok;       // what the fast-commit scan or replay reported
     sb_problem refused = sb_problem::none;
     std::uint64_t refused_block = 0; // home_refused: the home block refused
 };
@@ -254,6 +273,7 @@ struct pass_state {
     revoke_table& revokes;
     std::uint32_t end_transaction = 0;
     std::uint32_t failed_commit = 0;
+    bool reached_end = false; // the last pass ended at the end of the log (not on an error that aborts it)
 };
 
 inline std::uint32_t wrap(const journal_info& j, std::uint32_t b) noexcept {
@@ -457,6 +477,7 @@ errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem) no
         }
         break; // any other block type ends the log
     }
+    st.reached_end = true;
     if (scan) {
         if (st.end_transaction == 0) st.end_transaction = tid;
     } else if (st.end_transaction != tid && result == errc::ok) {
@@ -465,7 +486,80 @@ errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem) no
     return result;
 }
 
+// e2fsck's scan of the fast-commit area, block by block from its start,
+// with the end of the log as the fast commits' tid. Sets info.fc_valid;
+// returns the scan's error (e2fsck's recovery fails: nothing replayed), or
+// refuses (info.refused) what e2fsck's result cannot be reproduced for.
+template <LogDevice D>
+errc fc_scan(D& dev, const journal_info& j, std::uint32_t end_tid, unsigned char* buf, recovery_info& info) noexcept {
+    fc::scanner sc;
+    for (std::uint32_t blk = j.fc.first, off = 0; blk <= j.fc.last; ++blk, ++off) {
+        if (blk >= j.last) { // every block valid so far: e2fsck reads one past the journal
+            info.refused = sb_problem::fc_unreproducible;
+            return errc::not_supported;
+        }
+        JBTREE_TRY(dev.read_log(blk, buf));
+        ++info.fc_blocks;
+        const fc::step s = sc.block(buf, j.fmt.block_size, off, end_tid);
+        info.fc_valid = sc.valid();
+        if (s == fc::step::next) continue;
+        if (s == fc::step::stop) return errc::ok;
+        if (s == fc::step::error) return sc.error();
+        info.refused = sb_problem::fc_unreproducible;
+        return errc::not_supported;
+    }
+    return errc::ok;
+}
+
+// The first `count` tags of the area, in order: fn(tag) returns errc::ok to
+// go on. Only tags the scan found valid are walked, so each lies whole in
+// its block.
+template <LogDevice D, class Fn>
+errc fc_walk(D& dev, const journal_info& j, std::uint32_t count, unsigned char* buf, Fn&& fn) noexcept {
+    for (std::uint32_t blk = j.fc.first; count > 0 && blk < j.last; ++blk) {
+        JBTREE_TRY(dev.read_log(blk, buf));
+        errc r = errc::ok;
+        (void)fc::for_each_tag(buf, j.fmt.block_size, [&](const fc::tag_view& v, std::uint32_t) noexcept {
+            if (count == 0) return false;
+            --count;
+            r = fn(v);
+            return r == errc::ok;
+        });
+        if (r != errc::ok) return r;
+    }
+    return errc::ok;
+}
+
 } // namespace detail
+
+// The filesystem's side of a fast-commit replay (ext2fs/fast_commit_replay.hpp
+// is e2fsck's, over libext2fs). recover() calls, in order: enabled() (false:
+// the area is ignored, as e2fsck ignores it on a filesystem without the
+// fast_commit feature); vet() on every valid tag, before anything is written
+// (anything but errc::ok refuses the journal: sb_problem::fast_commit); after
+// the block replay, begin(), apply() on each valid tag in order (an error
+// ends the replay there, as in e2fsck, and recovery reports it), and
+// finish() after the last.
+template <class R>
+concept FastCommitReplayer = requires(R& r, const fc::tag_view& t) {
+    { r.enabled() } noexcept -> std::same_as<bool>;
+    { r.vet(t) } noexcept -> std::same_as<errc>;
+    { r.begin() } noexcept -> std::same_as<errc>;
+    { r.apply(t) } noexcept -> std::same_as<errc>;
+    { r.finish() } noexcept -> std::same_as<errc>;
+};
+
+// No filesystem to replay fast commits on: a journal whose fast-commit area
+// holds valid fast commits, or one e2fsck's scan rejects (whether e2fsck
+// fails depends on the filesystem's feature, unknown here), is refused; a
+// fast-commit journal with nothing valid in its area replays as any other.
+struct no_fast_commit_replay {
+    [[nodiscard]] bool enabled() noexcept { return true; }
+    [[nodiscard]] errc vet(const fc::tag_view&) noexcept { return errc::not_supported; }
+    [[nodiscard]] errc begin() noexcept { return errc::not_supported; }
+    [[nodiscard]] errc apply(const fc::tag_view&) noexcept { return errc::not_supported; }
+    [[nodiscard]] errc finish() noexcept { return errc::not_supported; }
+};
 
 // Replay the journal's committed transactions to their home blocks, then
 // mark the journal empty (s_start = 0), as e2fsck does:
@@ -491,8 +585,14 @@ errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem) no
 // The journal superblock is read again after the replay: on a device that
 // does not refuse homes inside the journal, a transaction that writes over
 // the journal superblock is not replayed as e2fsck replays it.
-template <LogDevice D>
-[[nodiscard]] errc recover(D& dev, const recovery_memory& mem, recovery_info& info) noexcept {
+//
+// Fast commits: the area's valid tags (fc::scanner) are applied by `fcr`
+// after the block replay, as e2fsck applies them at the end of its replay
+// pass; an error of its scan fails the recovery like a scan error of the
+// log (nothing replayed). Refused before any write: valid tags and no
+// replayer (or a tag the replayer vets out), a tag that runs past its block.
+template <LogDevice D, FastCommitReplayer R>
+[[nodiscard]] errc recover(D& dev, const recovery_memory& mem, recovery_info& info, R& fcr) noexcept {
     info = recovery_info{};
     journal_info j;
     if (const errc e = load(dev, mem.block_a, j, info.refused); e != errc::ok) return e;
@@ -506,9 +606,39 @@ template <LogDevice D>
     revoke_table revokes(mem.revokes, mem.revoke_capacity);
     detail::pass_state st{j, info, revokes};
     auto refused = [&]() noexcept { return info.refused != sb_problem::none; };
+    constexpr bool can_replay = !std::is_same_v<R, no_fast_commit_replay>;
+    const bool fast = (j.fmt.incompat & incompat_fast_commit) && fcr.enabled();
     errc err = detail::one_pass(dev, st, detail::pass::scan, mem);
+    if (err == errc::ok && fast && st.reached_end) {
+        err = detail::fc_scan(dev, j, st.end_transaction, mem.block_b, info);
+        info.fc_result = err;
+        if (err != errc::ok && !refused() && !can_replay) info.refused = sb_problem::fast_commit;
+    }
     if (err == errc::ok) err = detail::one_pass(dev, st, detail::pass::revoke, mem);
-    if (err == errc::ok) err = detail::one_pass(dev, st, detail::pass::replay, mem);
+    if (err == errc::ok && info.fc_valid != 0) {
+        const errc v = detail::fc_walk(dev, j, info.fc_valid, mem.block_b,
+                                       [&](const fc::tag_view& t) noexcept { return fcr.vet(t); });
+        if (v != errc::ok) {
+            if (v == errc::io) err = v; // e2fsck would fail to read it too, before writing anything
+            else info.refused = sb_problem::fast_commit;
+        }
+    }
+    if (err == errc::ok && !refused()) {
+        st.reached_end = false;
+        err = detail::one_pass(dev, st, detail::pass::replay, mem);
+        if (st.reached_end && info.fc_valid != 0) {
+            errc f = fcr.begin();
+            if (f == errc::ok)
+                f = detail::fc_walk(dev, j, info.fc_valid, mem.block_b, [&](const fc::tag_view& t) noexcept {
+                    const errc a = fcr.apply(t);
+                    if (a == errc::ok) ++info.fc_applied;
+                    return a;
+                });
+            if (f == errc::ok) f = fcr.finish();
+            info.fc_result = f;
+            if (f != errc::ok) err = f;
+        }
+    }
     info.end_tid = st.end_transaction;
     if (refused()) return errc::not_supported; // nothing was written
     if (const errc e = dev.flush(); e != errc::ok && err == errc::ok) err = e; // replayed blocks durable first
@@ -526,6 +656,13 @@ template <LogDevice D>
     JBTREE_TRY(dev.write_log(0, mem.block_a));
     JBTREE_TRY(dev.flush());
     return err;
+}
+
+// Without a fast-commit replayer (no_fast_commit_replay).
+template <LogDevice D>
+[[nodiscard]] errc recover(D& dev, const recovery_memory& mem, recovery_info& info) noexcept {
+    no_fast_commit_replay none;
+    return recover(dev, mem, info, none);
 }
 
 } // namespace jbtree::jbd2
