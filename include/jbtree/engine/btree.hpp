@@ -777,9 +777,15 @@ private:
         }
     };
 
+    // Stamp the transaction and seal the checksum: now, or, when the
+    // storage seals changed nodes itself (SealDeferringBuffer), once before
+    // the block's bytes leave the storage however often it changes first.
     void seal(buffer& b, std::uint64_t tid) noexcept {
         header_of(b.data())->txid.set(tid);
-        if (st_->checksums()) seal_node(b.data(), lay_.block_size(), st_->checksum_seed());
+        if (!st_->checksums()) return;
+        if constexpr (SealDeferringBuffer<buffer>)
+            if (b.defer_seal()) return;
+        seal_node(b.data(), lay_.block_size(), st_->checksum_seed());
     }
 
     // Allocate and format a new node (not yet journaled).

@@ -5,6 +5,7 @@
 // in step.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 
@@ -64,5 +65,22 @@ inline constexpr std::size_t node_checksum_offset = offsetof(node_header, checks
 inline void seal_node(unsigned char* block, std::uint32_t block_size, std::uint32_t seed) noexcept {
     header_of(block)->checksum.set(node_checksum(block, block_size, seed));
 }
+
+// Optional capability of a BlockStorage's buffer, after jbd2's frozen
+// trigger: the storage seals a changed node (seal_node) once, before its
+// bytes leave it (a journal commit, a write to the device, raw access),
+// instead of the engine sealing it after every change.
+//
+//   bool defer_seal() noexcept;    the node changed: true if the storage
+//                                  will seal it before its bytes leave (the
+//                                  buffer then also counts as checked:
+//                                  CheckedBlockBuffer); false: seal it now
+//   bool sealed() const noexcept;  false while a seal is pending (the
+//                                  checksum field is stale until then)
+template <class B>
+concept SealDeferringBuffer = requires(B& b, const B& cb) {
+    { b.defer_seal() } noexcept -> std::same_as<bool>;
+    { cb.sealed() } noexcept -> std::same_as<bool>;
+};
 
 } // namespace jbtree

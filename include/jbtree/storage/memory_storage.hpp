@@ -15,7 +15,10 @@
 // Buffers are CheckedBlockBuffers: one byte per block remembers that the
 // engine verified the node (checksum and contents) since the block was
 // made or last handed out through raw_block(), so a lookup verifies each
-// node once, not on every access.
+// node once, not on every access. They are also SealDeferringBuffers: with
+// checksums on, a node the engine changed is sealed (its checksum computed)
+// when its bytes leave the storage through raw_block(), once, not after
+// every change; until then the same byte says the checksum is stale.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +27,7 @@
 
 #include "jbtree/base/endian.hpp"
 #include "jbtree/base/errc.hpp"
+#include "jbtree/node/header.hpp"
 #include "jbtree/policy/block_storage.hpp"
 
 namespace jbtree {
@@ -59,18 +63,28 @@ public:
     class buffer {
     public:
         buffer() noexcept = default;
-        buffer(unsigned char* p, std::uint64_t n, unsigned char* checked) noexcept
-            : p_(p), blkno_(n), checked_(checked) {}
+        buffer(unsigned char* p, std::uint64_t n, memory_storage* s) noexcept : p_(p), blkno_(n), s_(s) {}
         [[nodiscard]] unsigned char* data() noexcept { return p_; }
         [[nodiscard]] const unsigned char* data() const noexcept { return p_; }
         [[nodiscard]] std::uint64_t blkno() const noexcept { return blkno_; }
-        [[nodiscard]] bool checked() const noexcept { return *checked_ != 0; }
-        void set_checked() noexcept { *checked_ = 1; }
+        // CheckedBlockBuffer
+        [[nodiscard]] bool checked() const noexcept { return (state() & state_checked) != 0; }
+        void set_checked() noexcept { state() = static_cast<unsigned char>(state() | state_checked); }
+        // SealDeferringBuffer: the storage seals the node when raw_block()
+        // hands it out. The engine's own change counts as checked.
+        [[nodiscard]] bool defer_seal() noexcept {
+            state() = static_cast<unsigned char>(state_checked | state_unsealed);
+            return true;
+        }
+        [[nodiscard]] bool sealed() const noexcept { return (state() & state_unsealed) == 0; }
 
     private:
+        // This block's byte in the storage's table (found again on every
+        // use: the table moves when it grows).
+        [[nodiscard]] unsigned char& state() const noexcept { return s_->state_[blkno_ - s_->opt_.first_block + 1]; }
         unsigned char* p_;
         std::uint64_t blkno_;
-        unsigned char* checked_; // this block's byte in the storage's table
+        memory_storage* s_;
     };
 
     // Fill byte of freed blocks: makes use of a freed node fail validation.
@@ -95,7 +109,7 @@ public:
     [[nodiscard]] result<buffer> read(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
         if (i == 0) return errc::io; // no such block
-        return buffer{table_[i], blkno, checked_ + i};
+        return buffer{table_[i], blkno, this};
     }
 
     [[nodiscard]] result<buffer> allocate() noexcept {
@@ -115,8 +129,8 @@ public:
         }
         ++in_use_;
         fill_bytes(table_[n], 0, opt_.block_size);
-        checked_[n] = 0;
-        return buffer{table_[n], n + opt_.first_block - 1, checked_ + n};
+        state_[n] = 0;
+        return buffer{table_[n], n + opt_.first_block - 1, this};
     }
 
     [[nodiscard]] errc free(std::uint64_t blkno) noexcept {
@@ -124,7 +138,7 @@ public:
         if (i == 0) return errc::invalid;
         unsigned char* p = table_[i];
         fill_bytes(p, poison, opt_.block_size);
-        checked_[i] = 0;
+        state_[i] = 0;
         store_le<std::uint64_t>(p, free_head_); // free list threads through freed blocks
         free_head_ = i;
         --in_use_;
@@ -144,12 +158,15 @@ public:
     }
     // Direct access to a block's bytes: for tests that corrupt blocks on
     // purpose, and for writing built blocks out to a device. nullptr if
-    // blkno was never handed out. The block counts as changed behind the
-    // engine's back: its next read verifies it again.
+    // blkno was never handed out. A node changed since it was last sealed
+    // is sealed first, so the bytes are exactly what a device would hold.
+    // The block counts as changed behind the engine's back: its next read
+    // verifies it again.
     [[nodiscard]] unsigned char* raw_block(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
         if (!i) return nullptr;
-        checked_[i] = 0;
+        if (state_[i] & state_unsealed) seal_node(table_[i], opt_.block_size, opt_.checksum_seed);
+        state_[i] = 0;
         return table_[i];
     }
     // Block numbers handed out so far lie in [first_block, end_block()).
@@ -164,7 +181,7 @@ private:
         const std::uint64_t i = blkno - opt_.first_block + 1;
         return i < used_ ? i : 0;
     }
-    // One allocation holds the block pointers, then the checked bytes.
+    // One allocation holds the block pointers, then the state bytes.
     bool grow_table() noexcept {
         const std::uint64_t cap = table_cap_ ? table_cap_ * 2 : 64;
         auto t = static_cast<unsigned char**>(alloc_.allocate(cap * slot_bytes, alignof(unsigned char*)));
@@ -173,20 +190,22 @@ private:
         fill_bytes(c, 0, cap);
         if (table_) {
             copy_bytes(t, table_, used_ * sizeof(unsigned char*));
-            copy_bytes(c, checked_, used_);
+            copy_bytes(c, state_, used_);
             alloc_.deallocate(table_, table_cap_ * slot_bytes, alignof(unsigned char*));
         }
         table_ = t;
-        checked_ = c;
+        state_ = c;
         table_cap_ = cap;
         return true;
     }
-    static constexpr std::size_t slot_bytes = sizeof(unsigned char*) + 1; // pointer + checked byte
+    static constexpr std::size_t slot_bytes = sizeof(unsigned char*) + 1; // pointer + state byte
+    // State byte bits: verified since made or raw_block(); checksum stale.
+    static constexpr unsigned char state_checked = 1, state_unsealed = 2;
 
     memory_storage_options opt_;
     [[no_unique_address]] Allocator alloc_;
     unsigned char** table_ = nullptr;
-    unsigned char* checked_ = nullptr; // checked_[i]: block of table_[i] verified since made or raw_block()
+    unsigned char* state_ = nullptr; // state_[i]: state_checked, state_unsealed of table_[i]
     std::uint64_t table_cap_ = 0;
     std::uint64_t used_ = 0;      // table slots in use, including the unused slot 0
     std::uint64_t in_use_ = 0;    // allocated, not freed
@@ -195,5 +214,6 @@ private:
 
 static_assert(BlockStorage<memory_storage<>>);
 static_assert(CheckedBlockBuffer<memory_storage<>::buffer>);
+static_assert(SealDeferringBuffer<memory_storage<>::buffer>);
 
 } // namespace jbtree
