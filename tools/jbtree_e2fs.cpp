@@ -746,7 +746,9 @@ int cmd_replay(const char* path) {
                                        : "");
     else
         return fail(ecode::corrupted, std::string(info.fc_result != errc::ok ? "the fast commits failed (" : "the journal is damaged (") +
-                                          describe(e) + "): replayed " + std::to_string(info.transactions) + " transactions (" +
+                                          describe(e) +
+                                          (info.fc_result != errc::ok && fcr.last_error() ? std::string(": ") + error_message(fcr.last_error()) : std::string()) +
+                                          "): replayed " + std::to_string(info.transactions) + " transactions (" +
                                           std::to_string(info.replayed) + " blocks" + fc_text +
                                           ") as e2fsck does; the filesystem is marked not clean");
     return ok;
