@@ -678,6 +678,105 @@ TEST_CASE("build: a kill at every write leaves an image e2fsck finds clean after
     fs::remove_all(tmp);
 }
 
+// debugfs "ex <5>": the depth of inode 5's extent tree (the first entry's
+// "Level" column reads "0/ D"), or -1.
+int map_file_depth(const fs::path& img) {
+    const output o = capture("debugfs -R 'ex <5>' '" + img.string() + "' 2>/dev/null | sed -n 2p");
+    const auto slash = o.out.find('/');
+    return slash == std::string::npos ? -1 : std::atoi(o.out.c_str() + slash + 1);
+}
+
+TEST_CASE("build: a map file longer than the inode's 4 extents gets an extent tree of any depth (issue 15)") {
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
+    const fs::path tree = tmp / "tree";
+    fs::create_directories(tree / "d1" / "d2");
+    for (int f = 0; f < 30; ++f)
+        REQUIRE(run("head -c " + std::to_string(f * 5003) + " /dev/urandom > '" + (tree / ("d1/f" + std::to_string(f))).string() + "'") == 0);
+    for (int l = 0; l < 5; ++l) fs::create_hard_link(tree / ("d1/f" + std::to_string(l)), tree / ("d1/d2/l" + std::to_string(l)));
+    // Metadata packed at the start and no backup superblocks: free runs
+    // long enough for these map files. An inode holds 4 extents of 32,768
+    // blocks; an extent block 340 (4 KiB) or 84 (1 KiB) entries, so
+    // 140,000 blocks (5 extents) need depth 1 and 11,100,000 blocks at
+    // 1 KiB (339 extents, 5 leaves) depth 2.
+    struct shape {
+        const char* mkfs;
+        const char* size;
+        std::uint64_t min_blocks;
+        int depth;
+        bool crash; // also killed at every write of the build
+    };
+    const std::string packed = " -O sparse_super2 -E packed_meta_blocks=1,num_backup_sb=0";
+    for (const shape& sh : {shape{"-b 4096", "1G", 140000, 1, false}, shape{"-b 1024", "300M", 140000, 1, true},
+                            shape{"-b 4096 -O bigalloc -C 16384", "1G", 140000, 1, false},
+                            shape{"-b 1024 -N 4096", "12G", 11100000, 2, false}}) {
+        CAPTURE(sh.mkfs);
+        const fs::path fresh = tmp / "fresh.img", img = tmp / "img.img";
+        fs::remove(fresh);
+        REQUIRE(run("truncate -s " + std::string(sh.size) + " '" + fresh.string() + "' && mkfs.ext4 -q -F " + sh.mkfs + packed +
+                    " -d '" + tree.string() + "' '" + fresh.string() + "' >/dev/null 2>&1") == 0);
+        REQUIRE(run("cp --sparse=always '" + fresh.string() + "' '" + img.string() + "'") == 0);
+        const std::string min = " --min-blocks " + std::to_string(sh.min_blocks) + " ";
+        const output b = capture_all(tool + " build" + min + "'" + img.string() + "'");
+        INFO(b.out);
+        REQUIRE(b.status == 0);
+        CHECK(b.out.find("its extent tree in") != std::string::npos);
+        CHECK(map_file_depth(img) == sh.depth);
+        CHECK(fsck_n(img) == 0);
+        CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
+        // The tree's blocks (after the run) and the run's ends belong to inode 5.
+        const output ex = capture("debugfs -R 'ex <5>' '" + img.string() + "' 2>/dev/null | awk 'NR == 2 {print $(NF-1)}'");
+        const std::uint64_t tree_block = std::strtoull(ex.out.c_str(), nullptr, 10);
+        CHECK(tree_block > sh.min_blocks);
+        for (const std::uint64_t blk : {tree_block}) {
+            CHECK(capture("debugfs -R 'icheck " + std::to_string(blk) + "' '" + img.string() + "' 2>/dev/null").out.find("\t5\n") !=
+                  std::string::npos);
+            CHECK(capture(tool + " owner '" + img.string() + "' " + std::to_string(blk)).out.find("jbtree") != std::string::npos);
+        }
+        // The kernel mounts it and writes; the maps are then stale (and say
+        // so), e2fsck stays clean, and a rebuild frees the whole tree.
+        if (const std::string why = ext4img::loop_mount_skip_reason(); why.empty()) {
+            ext4img::loop_mount m(img);
+            REQUIRE(m.ok());
+            CHECK(run("echo new > '" + (m.mount_point() / "new-file").string() + "'") == 0);
+            CHECK(m.unmount());
+            CHECK(fsck_n(img) == 0);
+            CHECK(run(tool + " check '" + img.string() + "' >/dev/null 2>&1") == 4);
+        } else
+            MESSAGE("SKIP: kernel mount: " << why);
+        REQUIRE(run(tool + " build '" + img.string() + "' >/dev/null") == 0);
+        CHECK(map_file_depth(img) == 0);
+        CHECK(fsck_n(img) == 0);
+        CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
+        if (!sh.crash) continue;
+        // Killed before each write of a build that writes the tree, from no
+        // maps: after a replay (jbtree's or e2fsck's) the image is clean and
+        // holds no maps or complete ones.
+        int writes = 0;
+        for (int k = 1; k < 10000; ++k) {
+            CAPTURE(k);
+            REQUIRE(run("cp --sparse=always '" + fresh.string() + "' '" + img.string() + "'") == 0);
+            const output kb = capture_all("env JBTREE_E2FS_KILL_AFTER_WRITES=" + std::to_string(k) + " " + tool + " build" + min +
+                                          "'" + img.string() + "'");
+            if (kb.status == 0) {
+                writes = k - 1;
+                break;
+            }
+            REQUIRE(kb.status == 137);
+            if (k % 2) CHECK(run(tool + " replay '" + img.string() + "' >/dev/null 2>&1") == 0);
+            else CHECK(run("e2fsck -E journal_only -y '" + img.string() + "' >/dev/null 2>&1") == 0);
+            CHECK(fsck_n(img) == 0);
+            const output c = capture(tool + " check --json '" + img.string() + "'");
+            INFO(c.out);
+            CHECK((c.status == 1 || c.status == 0 || only_stale(c)));
+            if (c.status != 1) CHECK(map_file_depth(img) == sh.depth);
+        }
+        CHECK(writes > 0);
+        MESSAGE(sh.mkfs << ": killed before each of its " << writes << " writes");
+    }
+    fs::remove_all(tmp);
+}
+
 TEST_CASE("build on a filesystem with MMP leaves the MMP block released: e2fsck and the kernel accept it") {
     const fs::path tmp = case_dir_or_skip();
     if (tmp.empty()) return;

@@ -178,7 +178,7 @@ int fail(ecode e, const std::string& text, const std::string& members = {}) {
 }
 int fail(const failure& f, const std::string& members = {}) { return fail(f.code, f.text, members); }
 
-constexpr const char* usage_text = "usage: jbtree-e2fs build [--json] IMAGE\n"
+constexpr const char* usage_text = "usage: jbtree-e2fs build [--json] [--min-blocks N] IMAGE\n"
                                    "       jbtree-e2fs check [--json] IMAGE\n"
                                    "       jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
                                    "       jbtree-e2fs paths [--json] IMAGE INODE...\n"
@@ -208,6 +208,7 @@ int print_help() {
                "  replay    replay the image's journal, as e2fsck -E journal_only\n"
                "\n"
                "  --json     one JSON object on stdout, errors included (not for replay)\n"
+               "  --min-blocks N  build: make the map file at least N blocks (room to grow)\n"
                "  --help     this text;  --version  the versions of jbtree-e2fs and libext2fs\n"
                "\n"
                "Queries use the stored maps unless they are absent or stale (then they build\n"
@@ -497,7 +498,7 @@ ecode build_error(ext2fs_adapter::build_problem p) {
     return ecode::internal;
 }
 
-int cmd_build(const char* path) {
+int cmd_build(const char* path, std::uint64_t min_blocks) {
     const bool json = session.json;
     build_progress prog;
     prog.tty = isatty(2);
@@ -510,6 +511,7 @@ int cmd_build(const char* path) {
     hooks.progress = [](void*, std::uint64_t d, std::uint64_t t) { scan_progress(d, t); };
     hooks.before_write = &on_build_write;
     hooks.ctx = &prog;
+    hooks.min_blocks = min_blocks;
     ext2fs_adapter::build_report rep;
     std::string why;
     const errc e = ext2fs_adapter::build_stored_maps(path, rep, why, hooks);
@@ -523,18 +525,19 @@ int cmd_build(const char* path) {
     if (json) {
         std::printf("{\"built\":true,\"inodes\":%" PRIu64 ",\"directories\":%" PRIu64 ",\"rmap_records\":%" PRIu64
                     ",\"refcount_records\":%" PRIu64 ",\"parent_records\":%" PRIu64 ",\"map_file\":{\"inode\":5,\"first\":%" PRIu64
-                    ",\"blocks\":%" PRIu64 "},\"nodes\":%" PRIu64 ",\"journaled_fs_blocks\":%" PRIu32 ",\"replaced\":%s}\n",
+                    ",\"blocks\":%" PRIu64 ",\"tree_blocks\":%" PRIu64 "},\"nodes\":%" PRIu64 ",\"journaled_fs_blocks\":%" PRIu32 ",\"replaced\":%s}\n",
                     rep.inodes, rep.directories, rep.rmap_records, rep.refcount_records, rep.parent_records, rep.first,
-                    rep.blocks, rep.nodes, rep.journaled, rep.replaced ? "true" : "false");
+                    rep.blocks, rep.tree_blocks, rep.nodes, rep.journaled, rep.replaced ? "true" : "false");
         return ok;
     }
     std::printf("%s: maps built from %" PRIu64 " inodes (%" PRIu64 " directories): %" PRIu64 " rmap, %" PRIu64
                 " refcount, %" PRIu64 " parent pointer records\n",
                 path, rep.inodes, rep.directories, rep.rmap_records, rep.refcount_records, rep.parent_records);
-    std::printf("%s: stored in inode 5, blocks %" PRIu64 "-%" PRIu64 " (%" PRIu64 " tree blocks)%s; committed through the "
+    std::printf("%s: stored in inode 5, blocks %" PRIu64 "-%" PRIu64 " (%" PRIu64 " tree blocks)%s%s; committed through the "
                 "image's journal with %" PRIu32 " filesystem blocks\n",
-                path, rep.first, rep.first + rep.blocks - 1, rep.nodes, rep.replaced ? ", replacing the old maps" : "",
-                rep.journaled);
+                path, rep.first, rep.first + rep.blocks - 1, rep.nodes,
+                rep.tree_blocks ? (", its extent tree in " + std::to_string(rep.tree_blocks) + " more").c_str() : "",
+                rep.replaced ? ", replacing the old maps" : "", rep.journaled);
     return ok;
 }
 
@@ -696,6 +699,7 @@ int cmd_replay(const char* path) {
     std::vector<jbd2::revoke_entry> slots(1u << 16);
     jbd2::recovery_info info;
     const bool had_errors = fs->super->s_state & EXT2_ERROR_FS; // as read before the replay
+    const bool flagged = ext2fs_has_feature_journal_needs_recovery(fs->super);
     // Fast commits are applied as e2fsck applies them, through this
     // filesystem as it was opened before the block replay (e2fsck's).
     ext2fs_adapter::fast_commit_replay fcr(fs);
@@ -710,7 +714,7 @@ int cmd_replay(const char* path) {
         return fail(ecode::journal_refused, std::string("journal refused (") + why +
                                               "): nothing replayed, nothing written; use e2fsck");
     }
-    if (info.nothing_to_do) {
+    if (info.nothing_to_do && !flagged) {
         std::printf("%s: the journal is empty: nothing to replay\n", path);
         return ok;
     }
@@ -731,6 +735,17 @@ int cmd_replay(const char* path) {
                 jsb->s_checksum.set(jbd2::superblock_checksum(a.data()));
             (void)dev2.write_blocks(ext[0].start, 1, a.data());
         }
+    }
+    // An empty log in a filesystem still marked needs_recovery (a crash
+    // after the log was emptied, before the flag was cleared): e2fsck
+    // "recovers" it all the same, which starts the next transaction id.
+    if (info.nothing_to_do && dev2.read_blocks(ext[0].start, 1, a.data()) == errc::ok) {
+        auto* jsb = reinterpret_cast<jbd2::superblock*>(a.data());
+        jsb->s_sequence.set(jsb->s_sequence.get() + 1);
+        if (jsb->s_feature_incompat.get() & (jbd2::incompat_csum_v2 | jbd2::incompat_csum_v3))
+            jsb->s_checksum.set(jbd2::superblock_checksum(a.data()));
+        (void)dev2.write_blocks(ext[0].start, 1, a.data());
+        std::printf("%s: the journal is empty; the needs_recovery flag is cleared, as e2fsck does\n", path);
     }
     ext2fs_mark_super_dirty(fs);
     fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
@@ -769,6 +784,14 @@ int run_command(int argc, char** argv) {
     if (args.empty()) return usage_error("no command");
     const std::string cmd = args[0];
     args.erase(args.begin());
+    std::uint64_t min_blocks = 0; // build --min-blocks N
+    for (std::size_t i = 0; cmd == "build" && i < args.size(); ++i) {
+        if (std::strcmp(args[i], "--min-blocks") != 0) continue;
+        if (i + 1 == args.size() || !parse_u64(args[i + 1], min_blocks))
+            return usage_error("--min-blocks needs a number of blocks");
+        args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+        --i;
+    }
     for (const char* a : args)
         if (std::strncmp(a, "--", 2) == 0) return usage_error(std::string("unknown option: ") + a);
     if (cmd == "owner" || cmd == "paths" || cmd == "refcount") {
@@ -785,7 +808,7 @@ int run_command(int argc, char** argv) {
     if (cmd == "build" || cmd == "check") {
         if (args.size() != 1) return usage_error(cmd + " takes one IMAGE");
         session.image = args[0];
-        return cmd == "build" ? cmd_build(args[0]) : cmd_check(args[0]);
+        return cmd == "build" ? cmd_build(args[0], min_blocks) : cmd_check(args[0]);
     }
     if (cmd == "replay") {
         if (args.size() != 1) return usage_error("replay takes one IMAGE");

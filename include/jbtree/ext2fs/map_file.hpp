@@ -5,8 +5,11 @@
 // The maps live in one jbtree volume (external journal: the image's own
 // jbd2 journal) that fills the blocks of the *map file*: the reserved
 // inode 5 (EXT2_BOOT_LOADER_INO), made a regular, extent-mapped file whose
-// blocks are one physically contiguous run [first, first + blocks), its
-// i_generation set to map_inode_marker. e2fsck checks a reserved inode's
+// data blocks are one physically contiguous run [first, first + blocks),
+// its i_generation set to map_inode_marker. Up to 4 extents (131,072
+// blocks) fit in the inode; a longer run gets an extent tree of whatever
+// depth it needs, its blocks packed full and placed right after the run
+// (write_map_file_tree()). e2fsck checks a reserved inode's
 // blocks like any file's (they are counted as in use, owned once, inside
 // the filesystem), does not look inside, and needs no directory entry for
 // it; the kernel never reads inode 5 (only EXT4_IOC_SWAP_BOOT does, and an
@@ -21,10 +24,12 @@
 
 #include "jbtree/ext2fs/libext2fs.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "jbtree/base/crc32c.hpp"
 #include "jbtree/base/endian.hpp"
@@ -35,9 +40,12 @@ namespace jbtree::ext2fs_adapter {
 
 inline constexpr ext2_ino_t map_inode = EXT2_BOOT_LOADER_INO;
 inline constexpr std::uint32_t map_inode_marker = 0x4A425452u; // i_generation, "JBTR"
-// The map file's extents stay in the inode (4 extents of at most 32768
-// blocks): no extent-tree block outside the run.
-inline constexpr std::uint64_t map_file_max_blocks = 4u * 32768u;
+// An initialised extent maps at most this many blocks; the inode holds
+// at most 4 extents (or index entries) itself.
+inline constexpr std::uint32_t extent_max_blocks = 32768;
+inline constexpr std::uint32_t extents_in_inode = 4;
+// The longest map file whose extents all fit in the inode (no tree block).
+inline constexpr std::uint64_t map_file_inline_max_blocks = std::uint64_t{extents_in_inode} * extent_max_blocks;
 
 // Tree slots of the maps' volume.
 inline constexpr std::uint32_t map_slot_rmap = 0, map_slot_refcount = 1, map_slot_parent = 2;
@@ -141,7 +149,7 @@ struct map_file {
     }
     if (!(inode.i_flags & EXT4_EXTENTS_FL)) return damaged("not extent-mapped");
     const std::uint64_t size = EXT2_I_SIZE(&inode), bs = fs->blocksize, nblocks = ext2fs_blocks_count(fs->super);
-    if (size == 0 || size % bs || size / bs > map_file_max_blocks) return damaged("size out of range");
+    if (size == 0 || size % bs || size / bs > nblocks) return damaged("size out of range");
     ext2_extent_handle_t h = nullptr;
     if (errcode_t e = ext2fs_extent_open2(fs, map_inode, &inode, &h)) {
         if (e == EXT2_ET_EXTENT_HEADER_BAD || e == EXT2_ET_EXTENT_INDEX_BAD) return damaged("bad extent header");
@@ -151,8 +159,8 @@ struct map_file {
     std::uint64_t first = 0, next = 0;
     const char* why = nullptr;
     errcode_t e = ext2fs_extent_get(h, EXT2_EXTENT_ROOT, &x);
-    for (; e == 0; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT_LEAF, &x)) {
-        if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF)) continue;
+    for (; e == 0; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT, &x)) { // every entry of a tree of any depth
+        if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF) || (x.e_flags & EXT2_EXTENT_FLAGS_SECOND_VISIT)) continue;
         if (next == 0) first = x.e_pblk;
         if (x.e_lblk != next || x.e_pblk != first + next || (x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) || x.e_len == 0) {
             why = "not one contiguous run of initialised blocks";
@@ -179,6 +187,101 @@ struct map_file {
     out.first = first;
     out.blocks = next;
     return errc::ok;
+}
+
+// The shape of the map file's extent tree for a run of `blocks` blocks:
+// its depth (0: every extent in the inode) and the tree blocks it needs
+// outside the inode (every level packed full, as few blocks as possible,
+// so e2fsck never finds it worth narrowing or collapsing).
+struct map_file_tree_shape {
+    std::uint32_t depth = 0;
+    std::uint64_t tree_blocks = 0;
+};
+
+// Entries (extents or index entries) of one extent-tree block: the
+// 12-byte header, then 12-byte entries; the 4-byte checksum tail of
+// metadata_csum fits after them at every block size.
+[[nodiscard]] constexpr std::uint64_t extent_entries_per_block(std::uint32_t block_size) noexcept {
+    return (block_size - 12u) / 12u;
+}
+
+[[nodiscard]] constexpr map_file_tree_shape map_file_tree_of(std::uint64_t blocks, std::uint32_t block_size) noexcept {
+    map_file_tree_shape t;
+    const std::uint64_t per = extent_entries_per_block(block_size);
+    for (std::uint64_t n = (blocks + extent_max_blocks - 1) / extent_max_blocks; n > extents_in_inode;
+         n = (n + per - 1) / per) {
+        t.tree_blocks += (n + per - 1) / per;
+        ++t.depth;
+    }
+    return t;
+}
+
+// Write the map file's extent tree for the run [first, first + blocks)
+// (logical block 0 at `first`): its tree blocks at tree_first,
+// tree_first + step, ... (step: the cluster size, so that each tree block
+// has a cluster of its own under bigalloc), checksummed for inode `ino`
+// (already written with its i_generation: the checksum covers it), and
+// its root into inode.i_block (i_flags, i_size and i_blocks are the
+// caller's). The blocks are written through fs->io, so inside a journaled
+// build they go into the transaction. The caller has marked every block in
+// use. A libext2fs error code, or 0.
+[[nodiscard]] inline errcode_t write_map_file_tree(ext2_filsys fs, ext2_ino_t ino, ext2_inode& inode, std::uint64_t first,
+                                                   std::uint64_t blocks, std::uint64_t tree_first, std::uint64_t step) {
+    struct entry {
+        std::uint64_t lblk, pblk, len; // len 0: an index entry
+    };
+    const std::uint32_t bs = fs->blocksize;
+    const std::uint64_t per = extent_entries_per_block(bs);
+    std::vector<entry> level;
+    level.reserve(static_cast<std::size_t>((blocks + extent_max_blocks - 1) / extent_max_blocks));
+    for (std::uint64_t l = 0; l < blocks; l += extent_max_blocks)
+        level.push_back({l, first + l, std::min<std::uint64_t>(extent_max_blocks, blocks - l)});
+    // Header (eh_magic, eh_entries, eh_max, eh_depth, eh_generation) and
+    // entries: an extent is ee_block, ee_len, ee_start_hi, ee_start_lo;
+    // an index entry ei_block, ei_leaf_lo, ei_leaf_hi, ei_unused.
+    auto fill = [](unsigned char* p, const entry* e, std::size_t n, std::uint64_t max, std::uint32_t depth) {
+        store_le<std::uint16_t>(p, 0xF30A);
+        store_le<std::uint16_t>(p + 2, static_cast<std::uint16_t>(n));
+        store_le<std::uint16_t>(p + 4, static_cast<std::uint16_t>(max));
+        store_le<std::uint16_t>(p + 6, static_cast<std::uint16_t>(depth));
+        store_le<std::uint32_t>(p + 8, 0);
+        for (std::size_t i = 0; i < n; ++i) {
+            unsigned char* q = p + 12 + i * 12;
+            store_le<std::uint32_t>(q, static_cast<std::uint32_t>(e[i].lblk));
+            if (depth == 0) {
+                store_le<std::uint16_t>(q + 4, static_cast<std::uint16_t>(e[i].len));
+                store_le<std::uint16_t>(q + 6, static_cast<std::uint16_t>(e[i].pblk >> 32));
+                store_le<std::uint32_t>(q + 8, static_cast<std::uint32_t>(e[i].pblk));
+            } else {
+                store_le<std::uint32_t>(q + 4, static_cast<std::uint32_t>(e[i].pblk));
+                store_le<std::uint16_t>(q + 8, static_cast<std::uint16_t>(e[i].pblk >> 32));
+                store_le<std::uint16_t>(q + 10, 0);
+            }
+        }
+    };
+    std::vector<unsigned char> buf(bs);
+    std::uint64_t next = tree_first;
+    std::uint32_t depth = 0;
+    while (level.size() > extents_in_inode) { // one level of tree blocks, bottom up
+        std::vector<entry> up;
+        up.reserve(static_cast<std::size_t>((level.size() + per - 1) / per));
+        for (std::size_t i = 0; i < level.size(); i += per) {
+            const std::size_t n = std::min<std::size_t>(per, level.size() - i);
+            std::fill(buf.begin(), buf.end(), 0);
+            fill(buf.data(), level.data() + i, n, per, depth);
+            if (errcode_t e = ext2fs_extent_block_csum_set(fs, ino, reinterpret_cast<ext3_extent_header*>(buf.data())))
+                return e;
+            if (errcode_t e = io_channel_write_blk64(fs->io, next, 1, buf.data())) return e;
+            up.push_back({level[i].lblk, next, 0});
+            next += step;
+        }
+        level = std::move(up);
+        ++depth;
+    }
+    unsigned char root[sizeof inode.i_block] = {};
+    fill(root, level.data(), level.size(), extents_in_inode, depth);
+    std::memcpy(inode.i_block, root, sizeof root);
+    return 0;
 }
 
 } // namespace jbtree::ext2fs_adapter

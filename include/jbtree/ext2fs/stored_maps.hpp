@@ -212,16 +212,30 @@ inline std::uint64_t realtime_ns(void*) noexcept {
 // (queries: a small cache, it only holds a path of each tree), unless
 // `read_cache_blocks` asks for more (a check reads every tree several
 // times: a cache that holds them all reads each block once).
+// The smallest transaction a volume with `bitmap_blocks` bitmap blocks
+// opens with (twice its bitmap and superblock: volume::open()).
+[[nodiscard]] constexpr std::uint32_t volume_min_transaction_blocks(std::uint32_t bitmap_blocks) noexcept {
+    return 2 * (bitmap_blocks + 1);
+}
+
+// extra_blocks: what a transaction journals besides the volume's bitmap
+// and superblock (a build: libext2fs's allocation of the map file).
 [[nodiscard]] inline hosted::journal_sizes image_journal_sizes(std::uint32_t bs, std::uint32_t bitmap_blocks,
-                                                               bool writing = true,
-                                                               std::uint32_t read_cache_blocks = 0) noexcept {
+                                                               bool writing = true, std::uint32_t read_cache_blocks = 0,
+                                                               std::uint32_t extra_blocks = 0) noexcept {
     hosted::journal_sizes z;
     z.block_size = bs;
-    z.cache_blocks = writing ? 2048 : read_cache_blocks > 256 ? read_cache_blocks : 256;
-    z.max_transaction_blocks = writing ? 1024 : 64; // capped by open() at a quarter of the log
+    z.bitmap_blocks = bitmap_blocks ? bitmap_blocks : 1;
+    // A volume keeps room in every transaction for all its bitmap blocks
+    // and its superblock, and opens only if that is at most half of one:
+    // a large map file needs larger transactions (capped by open() at a
+    // quarter of the log: map_file_fits_journal()).
+    const std::uint32_t tx =
+        std::max<std::uint32_t>(writing ? 1024 : 64, volume_min_transaction_blocks(z.bitmap_blocks) + extra_blocks);
+    z.max_transaction_blocks = tx;
+    z.cache_blocks = std::max<std::uint32_t>(writing ? 2048 : read_cache_blocks > 256 ? read_cache_blocks : 256, tx + 64);
     z.committed_capacity = writing ? 64 : 4;
     z.staging_blocks = writing ? 64 : 4;
-    z.bitmap_blocks = bitmap_blocks ? bitmap_blocks : 1;
     z.revoke_capacity = 1024;
     return z;
 }
@@ -690,8 +704,9 @@ struct build_report {
     std::uint64_t need_blocks = 0, largest_free_run = 0;
     std::uint64_t inodes = 0, directories = 0;
     std::uint64_t rmap_records = 0, refcount_records = 0, parent_records = 0;
-    std::uint64_t first = 0, blocks = 0; // the map file
-    std::uint64_t nodes = 0;             // tree blocks written
+    std::uint64_t first = 0, blocks = 0; // the map file's data run
+    std::uint64_t tree_blocks = 0;       // its extent tree's blocks (after the run; 0: all in the inode)
+    std::uint64_t nodes = 0;             // tree nodes written
     std::uint32_t journaled = 0;         // filesystem blocks libext2fs changed (in the commit)
     bool wrote = false;                  // blocks were written (a refusal writes none)
     bool replaced = false;               // an older map file was freed
@@ -702,11 +717,14 @@ struct build_report {
 
 // Test and progress hooks: progress(done, total) during the scan (inodes);
 // before_write(blk, n) before every block write of the build (a crash test
-// ends the process there).
+// ends the process there); min_blocks: the map file gets at least this
+// many data blocks (room for the maps to grow; tests use it for map files
+// longer than the inode's 4 extents).
 struct build_hooks {
     void (*progress)(void* ctx, std::uint64_t done, std::uint64_t total) = nullptr;
     void (*before_write)(void* ctx, std::uint64_t blk, std::uint32_t n) = nullptr;
     void* ctx = nullptr;
+    std::uint64_t min_blocks = 0;
 };
 
 namespace detail {
@@ -838,6 +856,8 @@ namespace detail {
     std::vector<jbd2::log_extent> ext;
     e = journal_extents(fs, ext, &ee);
     const auto next = static_cast<std::uint32_t>(ext.size());
+    std::uint64_t log_blocks = 0; // the journal's length
+    for (const jbd2::log_extent& x : ext) log_blocks += x.count;
     if (e != errc::ok)
         return refuse(e == errc::corrupted ? build_problem::damaged : build_problem::io, e,
                       std::string("the journal inode: ") + describe(e));
@@ -861,25 +881,49 @@ namespace detail {
     // such runs).
     const std::uint64_t cluster = std::uint64_t{1} << fs->cluster_ratio_bits;
     auto whole_clusters = [cluster](std::uint64_t n) { return (n + cluster - 1) / cluster * cluster; };
-    std::uint64_t N = std::min<std::uint64_t>(whole_clusters(detail::map_file_estimate(r, bs)), map_file_max_blocks);
+    if (hooks.min_blocks >= ext2fs_blocks_count(sb))
+        return refuse(build_problem::no_space, errc::no_space,
+                      "a map file of " + std::to_string(hooks.min_blocks) + " blocks does not fit in a filesystem of " +
+                          std::to_string(ext2fs_blocks_count(sb)));
+    std::uint64_t N = std::max<std::uint64_t>(whole_clusters(detail::map_file_estimate(r, bs)), whole_clusters(hooks.min_blocks));
     blk64_t first = 0;
     std::uint64_t data_start = 0, bm = 0;
+    // The extent tree's blocks (none up to 4 extents) follow the run, a
+    // cluster each: the map file takes [first, first + N + tree * cluster).
+    map_file_tree_shape tree{};
+    std::uint64_t fs_tx = 0; // blocks libext2fs journals in the build's transaction, at most
+    std::vector<rmap_record> own_blocks;
     std::optional<rmap<MS, MJ>> rm;
     std::optional<refcount_map<MS, MJ>> rc;
     std::optional<parent_map<MS, MJ>> pm;
     for (int attempt = 0;; ++attempt) { // N doubles each time: at most 5 rounds
-        rep.need_blocks = N;
+        tree = map_file_tree_of(N, bs);
+        const std::uint64_t need = N + tree.tree_blocks * cluster;
+        rep.need_blocks = need;
         free_run run;
-        if (errcode_t fe = find_free_run(fs, N, run))
+        if (errcode_t fe = find_free_run(fs, need, run))
             return refuse(build_problem::io, errc::io, std::string("searching the block bitmap: ") + error_message(fe));
         if (!run.found) {
             rep.largest_free_run = run.largest;
             return refuse(build_problem::no_space, errc::no_space,
-                          "not enough contiguous free space (need " + std::to_string(N) + " blocks, largest free run " +
+                          "not enough contiguous free space (need " + std::to_string(need) + " blocks, largest free run " +
                               std::to_string(run.largest) + ")");
         }
         first = run.first;
         bm = (N + bits - 1) / bits;
+        // The one transaction holds libext2fs's changes (the block bitmap
+        // and descriptor of every group the old and the new map file
+        // touch, the tree, inode, superblock) besides room for the
+        // volume's bitmap twice over; jbd2 allows a quarter of the log.
+        const std::uint64_t per_group = EXT2_BLOCKS_PER_GROUP(sb);
+        fs_tx = 2 * ((need + old.blocks) / per_group + 4) + tree.tree_blocks + 32;
+        const std::uint64_t tx = volume_min_transaction_blocks(static_cast<std::uint32_t>(bm)) + fs_tx;
+        if (tx > (log_blocks - 1) / 4)
+            return refuse(build_problem::unsupported, errc::no_space,
+                          "a map file of " + std::to_string(N) + " blocks needs a transaction of " + std::to_string(tx) +
+                              " blocks (its allocation in the filesystem, and room for its " + std::to_string(bm) +
+                              " allocation bitmap blocks twice over), more than a quarter of the journal (" +
+                              std::to_string((log_blocks - 1) / 4) + "): a larger journal (tune2fs -J size=) lifts this");
         data_start = first + 1 + bm;
         rm.reset(), rc.reset(), pm.reset(), mj.reset();
         ms.emplace(memory_storage_options{bs, true, seed, N - 1 - bm, data_start});
@@ -891,22 +935,27 @@ namespace detail {
         rm.emplace(std::move(*a)), rc.emplace(std::move(*b)), pm.emplace(std::move(*c));
         auto h = mj->start(unlimited_credits);
         if (!h) return refuse(build_problem::failed, h.error(), std::string("starting to build the maps: ") + describe(h.error()));
+        // The map file's own blocks, as a scan finds them: the run, then
+        // each tree block (one record when they are contiguous with it).
+        own_blocks.assign(1, rmap_record{first, N, rmap_owner::jbtree, 0, 0});
+        for (std::uint64_t t = 0; t < tree.tree_blocks; ++t) {
+            const std::uint64_t b = first + N + t * cluster;
+            if (rmap_record& last = own_blocks.back(); last.start + last.length == b) ++last.length;
+            else own_blocks.push_back(rmap_record{b, 1, rmap_owner::jbtree, 0, 0});
+        }
         const char* what = "";
-        e = load_maps(r, {rmap_record{first, N, rmap_owner::jbtree, 0, 0}}, *rm, *rc, *pm, *h, &what);
+        e = load_maps(r, own_blocks, *rm, *rc, *pm, *h, &what);
         if (e == errc::ok) break;
-        if (e == errc::no_space && N == map_file_max_blocks)
-            return refuse(build_problem::unsupported, e,
-                          "the maps need more than " + std::to_string(map_file_max_blocks) +
-                              " blocks, the largest map file");
         if (e != errc::no_space || attempt == 4)
             return refuse(build_problem::failed, e, std::string("building the ") + what + " map: " + describe(e));
-        N = std::min<std::uint64_t>(whole_clusters(N * 2), map_file_max_blocks);
+        N = whole_clusters(N * 2);
     }
     rep.rmap_records = rm->size();
     rep.refcount_records = rc->size();
     rep.parent_records = pm->size();
     rep.first = first;
     rep.blocks = N;
+    rep.tree_blocks = tree.tree_blocks;
     rep.nodes = ms->end_block() - data_start;
     rep.replaced = old.state != map_file_state::absent;
     rep.load_seconds = lap();
@@ -958,7 +1007,7 @@ namespace detail {
     opt.clock_ns = &realtime_ns;
     opt.log_state = &needs_recovery_flag::update;
     opt.log_state_ctx = &flag;
-    hosted::owned_memory mem(image_journal_sizes(bs, static_cast<std::uint32_t>(bm)));
+    hosted::owned_memory mem(image_journal_sizes(bs, static_cast<std::uint32_t>(bm), true, 0, static_cast<std::uint32_t>(fs_tx)));
     stored_maps::volume_type v(dev, mem.volume());
     volume_problem vp = volume_problem::none;
     if ((e = v.open(opt, &vp, nullptr, volume_location{first, ext.data(), next})) != errc::ok) {
@@ -1001,9 +1050,22 @@ namespace detail {
             inode.i_flags = EXT4_EXTENTS_FL;
             if ((fe = ext2fs_write_new_inode(fs, map_inode, &inode))) break;
             step = "allocating the map file";
-            if ((fe = ext2fs_fallocate(fs, EXT2_FALLOCATE_FORCE_INIT, map_inode, nullptr, first, 0, N))) break;
+            if (tree.depth == 0) {
+                if ((fe = ext2fs_fallocate(fs, EXT2_FALLOCATE_FORCE_INIT, map_inode, nullptr, first, 0, N))) break;
+                if ((fe = ext2fs_read_inode(fs, map_inode, &inode))) break;
+            } else {
+                // More extents than the inode holds: the tree is written
+                // here, packed, in the blocks planned for it (libext2fs
+                // would put its blocks wherever its allocator likes, and
+                // the trees were numbered and loaded knowing where).
+                ext2fs_block_alloc_stats_range(fs, first, static_cast<blk_t>(N), +1);
+                for (std::uint64_t t = 0; t < tree.tree_blocks; ++t)
+                    ext2fs_block_alloc_stats_range(fs, first + N + t * cluster, static_cast<blk_t>(cluster), +1);
+                step = "writing the map file's extent tree";
+                if ((fe = write_map_file_tree(fs, map_inode, inode, first, N, first + N, cluster))) break;
+                if ((fe = ext2fs_iblk_set(fs, &inode, N / cluster + tree.tree_blocks))) break;
+            }
             step = "setting the map file's size";
-            if ((fe = ext2fs_read_inode(fs, map_inode, &inode))) break;
             if ((fe = ext2fs_inode_size_set(fs, &inode, N * bs))) break;
             if ((fe = ext2fs_write_inode(fs, map_inode, &inode))) break;
             step = "writing the bitmaps, descriptors and superblock";
