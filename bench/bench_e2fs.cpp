@@ -22,7 +22,9 @@
 //     Median of each, ratios debugfs / jbtree.
 //
 // Usage: jbtree-bench-e2fs [--inodes 200000] [--dir /var/tmp/jbtree-bench-e2fs]
-//                          [--reps 3] [--samples 11] [--remake]
+//                          [--reps 3] [--samples 11] [--remake] [--image PATH]
+// --image: measure on that image (e.g. bench/scale/run.sh's) instead of
+// making one; it must be clean, and is written by the builds.
 #include <jbtree/ext2fs/stored_maps.hpp>
 
 #include <et/com_err.h>
@@ -130,7 +132,7 @@ int main(int argc, char** argv) {
     std::uint64_t n = 200000;
     int reps = 3, samples = 11;
     bool remake = false;
-    fs::path dir = "/var/tmp/jbtree-bench-e2fs";
+    fs::path dir = "/var/tmp/jbtree-bench-e2fs", given;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -142,11 +144,15 @@ int main(int argc, char** argv) {
         else if (a == "--reps") reps = std::stoi(next());
         else if (a == "--samples") samples = std::stoi(next());
         else if (a == "--remake") remake = true;
+        else if (a == "--image") given = next();
         else die("unknown argument " + a);
     }
-    fs::create_directories(dir);
-    const fs::path img = dir / ("image-" + std::to_string(n) + ".img");
-    if (remake || !fs::exists(img)) make_image(dir, img, n);
+    const fs::path img = given.empty() ? dir / ("image-" + std::to_string(n) + ".img") : given;
+    if (given.empty()) {
+        fs::create_directories(dir);
+        if (remake || !fs::exists(img)) make_image(dir, img, n);
+    } else if (!fs::exists(img))
+        die("no such image: " + img.string());
     const std::string simg = img.string();
     std::printf("image %s: %s", simg.c_str(), capture("dumpe2fs -h " + quote(simg) + " | grep -E '^(Inode count|Free inodes|Block count|Free blocks):' | tr '\\n' ' '").c_str());
     std::printf("\n");
