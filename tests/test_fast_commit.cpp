@@ -6,7 +6,9 @@
 #include "test_support.hpp"
 
 #include <jbtree/journal/jbd2_fast_commit.hpp>
+#include <jbtree/journal/jbd2_recovery.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -181,4 +183,148 @@ TEST_CASE("fast-commit scan: random and damaged blocks stay inside the block") {
                                << " refused");
     CHECK(error > 0);
     CHECK(refused > 0);
+}
+
+// ---- recover() on a fast-commit journal in memory --------------------------
+
+namespace {
+
+// A journal of `n` blocks in memory, counting writes.
+struct mem_log {
+    std::uint32_t bs = 1024;
+    std::vector<std::vector<unsigned char>> blocks;
+    int log_writes = 0, home_writes = 0;
+    explicit mem_log(std::uint32_t n) : blocks(n, std::vector<unsigned char>(1024, 0)) {}
+    std::uint32_t block_size() const noexcept { return bs; }
+    std::uint32_t journal_blocks() const noexcept { return static_cast<std::uint32_t>(blocks.size()); }
+    errc read_log(std::uint32_t j, unsigned char* out) noexcept {
+        if (j >= blocks.size()) return errc::io;
+        std::copy(blocks[j].begin(), blocks[j].end(), out);
+        return errc::ok;
+    }
+    errc write_log(std::uint32_t j, const unsigned char* in) noexcept {
+        if (j >= blocks.size()) return errc::io;
+        std::copy(in, in + bs, blocks[j].begin());
+        ++log_writes;
+        return errc::ok;
+    }
+    errc write_home(std::uint64_t, const unsigned char*) noexcept { return ++home_writes, errc::ok; }
+    errc flush() noexcept { return errc::ok; }
+};
+
+// A v2 superblock with fast commits (16 blocks: the area starts at
+// maxlen - 15), s_start 1, s_sequence `seq`; the log itself is empty (block
+// 1 is zero), so the log's end is `seq`.
+mem_log fc_journal(std::uint32_t seq, std::uint32_t head_tid, std::uint32_t tail_tid) {
+    const std::uint32_t maxlen = 2048;
+    mem_log d(maxlen);
+    auto* sb = reinterpret_cast<jbtree::jbd2::superblock*>(d.blocks[0].data());
+    sb->s_header.h_magic.set(jbtree::jbd2::magic);
+    sb->s_header.h_blocktype.set(static_cast<std::uint32_t>(jbtree::jbd2::block_type::superblock_v2));
+    sb->s_blocksize.set(d.bs);
+    sb->s_maxlen.set(maxlen);
+    sb->s_first.set(1);
+    sb->s_sequence.set(seq);
+    sb->s_start.set(1);
+    sb->s_nr_users.set(1);
+    sb->s_feature_incompat.set(jbtree::jbd2::incompat_revoke | jbtree::jbd2::incompat_fast_commit);
+    sb->s_num_fc_blks.set(16);
+    fc_writer w(d.bs);
+    w.head(head_tid);
+    w.del_range(12, 0, 3);
+    w.tail(tail_tid);
+    d.blocks[maxlen - 16 + 1] = w.b;
+    return d;
+}
+
+struct counting_replayer {
+    int vets = 0, begins = 0, applies = 0, finishes = 0;
+    errc vet_result = errc::ok;
+    bool enabled() noexcept { return true; }
+    errc vet(const fc::tag_view&) noexcept { return ++vets, vet_result; }
+    errc begin() noexcept { return ++begins, errc::ok; }
+    errc apply(const fc::tag_view&) noexcept { return ++applies, errc::ok; }
+    errc finish() noexcept { return ++finishes, errc::ok; }
+};
+static_assert(jbtree::jbd2::FastCommitReplayer<counting_replayer>);
+
+} // namespace
+
+TEST_CASE("recover(): fast commits refused without a replayer, applied with one, e2fsck's failures reproduced") {
+    namespace jbd2 = jbtree::jbd2;
+    std::vector<unsigned char> a(1024), b(1024);
+    std::vector<jbd2::revoke_entry> slots(64);
+    const jbd2::recovery_memory mem{a.data(), b.data(), slots.data(), slots.size()};
+    jbd2::recovery_info info;
+
+    SUBCASE("the writer's load() refuses a fast-commit journal") {
+        mem_log d = fc_journal(5, 5, 5);
+        jbd2::journal_info j;
+        jbd2::sb_problem why = jbd2::sb_problem::none;
+        CHECK(jbd2::load(d, a.data(), j, why) == errc::not_supported);
+        CHECK(why == jbd2::sb_problem::fast_commit);
+        CHECK(jbd2::load(d, a.data(), j, why, true) == errc::ok);
+        CHECK(j.fc.first == 2033);
+    }
+    SUBCASE("valid fast commits and no replayer: refused, nothing written") {
+        mem_log d = fc_journal(5, 5, 5);
+        const auto before = d.blocks;
+        CHECK(jbd2::recover(d, mem, info) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::fast_commit);
+        CHECK(info.fc_valid == 3);
+        CHECK(d.log_writes + d.home_writes == 0);
+        CHECK(d.blocks == before);
+    }
+    SUBCASE("an area that does not start with a HEAD: nothing to apply, replayed as any journal") {
+        mem_log d = fc_journal(5, 5, 5);
+        std::fill(d.blocks[2033].begin(), d.blocks[2033].end(), 0);
+        CHECK(jbd2::recover(d, mem, info) == errc::ok);
+        CHECK(info.fc_valid == 0);
+        const auto* sb = reinterpret_cast<const jbd2::superblock*>(d.blocks[0].data());
+        CHECK(sb->s_start.get() == 0);
+        CHECK(sb->s_sequence.get() == 6);
+    }
+    SUBCASE("a first fast commit whose TAIL fails, no replayer: refused (e2fsck's verdict depends on the filesystem)") {
+        mem_log d = fc_journal(5, 5, 4);
+        CHECK(jbd2::recover(d, mem, info) == errc::not_supported);
+        CHECK(info.refused == jbd2::sb_problem::fast_commit);
+        CHECK(d.log_writes == 0);
+    }
+    SUBCASE("the same with a replayer: e2fsck's recovery fails on it") {
+        mem_log d = fc_journal(5, 5, 4);
+        counting_replayer r;
+        CHECK(jbd2::recover(d, mem, info, r) == errc::bad_checksum);
+        CHECK(r.begins == 0);
+    }
+    SUBCASE("with a replayer: vetted, then applied in order, the journal emptied") {
+        mem_log d = fc_journal(5, 5, 5);
+        counting_replayer r;
+        CHECK(jbd2::recover(d, mem, info, r) == errc::ok);
+        CHECK(r.vets == 3);
+        CHECK(r.begins == 1);
+        CHECK(r.applies == 3);
+        CHECK(r.finishes == 1);
+        CHECK(info.fc_applied == 3);
+        const auto* sb = reinterpret_cast<const jbd2::superblock*>(d.blocks[0].data());
+        CHECK(sb->s_start.get() == 0);
+        CHECK(sb->s_sequence.get() == 6);
+    }
+    SUBCASE("the replayer vets a tag out: refused, nothing written") {
+        mem_log d = fc_journal(5, 5, 5);
+        counting_replayer r;
+        r.vet_result = errc::not_supported;
+        CHECK(jbd2::recover(d, mem, info, r) == errc::not_supported);
+        CHECK(r.begins == 0);
+        CHECK(d.log_writes + d.home_writes == 0);
+    }
+    SUBCASE("a HEAD of another transaction: e2fsck's recovery fails, the log is dropped as it drops it") {
+        mem_log d = fc_journal(5, 4, 4);
+        counting_replayer r;
+        CHECK(jbd2::recover(d, mem, info, r) == errc::invalid);
+        CHECK(r.begins == 0);
+        CHECK(info.fc_valid == 0);
+        const auto* sb = reinterpret_cast<const jbd2::superblock*>(d.blocks[0].data());
+        CHECK(sb->s_start.get() == 0);
+        CHECK(sb->s_sequence.get() == 5); // not moved on after a failed recovery
+    }
 }

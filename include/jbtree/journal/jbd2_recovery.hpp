@@ -78,7 +78,7 @@ enum class sb_problem : std::uint8_t {
     bad_type,         // a log block where the superblock should be (corrupt)
     unknown_version,  // unknown superblock type
     unknown_features, // incompatible or ro-compatible features we do not know
-    fast_commit,      // valid fast commits, and no replayer for them (or it refused one)
+    fast_commit,      // fast commits: valid ones and no replayer (or it refused one); or load() not asked to accept them
     shared_journal,   // s_nr_users > 1
     bad_checksum,     // superblock checksum or checksum type wrong, or v2+v3 together
     bad_geometry,     // block size, length, first or start out of range
@@ -97,7 +97,8 @@ enum class sb_problem : std::uint8_t {
     case sb_problem::bad_type: return "journal superblock is a log block (corrupt)";
     case sb_problem::unknown_version: return "unknown journal superblock version";
     case sb_problem::unknown_features: return "journal has features this replayer does not know";
-    case sb_problem::fast_commit: return "journal has fast commits this replayer cannot apply";
+    case sb_problem::fast_commit:
+        return "journal has fast commits, which are replayed only through the filesystem (jbtree-e2fs replay) and never written";
     case sb_problem::shared_journal: return "journal is shared by several filesystems";
     case sb_problem::bad_checksum: return "journal superblock checksum is wrong";
     case sb_problem::bad_geometry: return "journal superblock geometry is out of range";
@@ -112,8 +113,12 @@ enum class sb_problem : std::uint8_t {
 }
 
 // Read block 0 of the journal into `block` and check it as e2fsck does.
+// A journal with fast commits is refused (sb_problem::fast_commit) unless
+// `fast_commits` is set: recover() sets it; the writer (jbd2_journal.hpp)
+// does not, so it never writes its log into the fast-commit area.
 template <LogDevice D>
-[[nodiscard]] errc load(D& dev, unsigned char* block, journal_info& out, sb_problem& why) noexcept {
+[[nodiscard]] errc load(D& dev, unsigned char* block, journal_info& out, sb_problem& why,
+                        bool fast_commits = false) noexcept {
     why = sb_problem::none;
     JBTREE_TRY(dev.read_log(0, block));
     const superblock* sb = reinterpret_cast<const superblock*>(block);
@@ -151,8 +156,11 @@ template <LogDevice D>
         return refuse(sb_problem::bad_geometry, errc::corrupted);
     // With fast commits the log still wraps at maxlen, as e2fsck wraps it.
     fc::area area{};
-    if ((incompat & incompat_fast_commit) && fc::area_of(maxlen, sb->s_num_fc_blks.get(), area) != errc::ok)
-        return refuse(sb_problem::bad_geometry, errc::corrupted);
+    if (incompat & incompat_fast_commit) {
+        if (!fast_commits) return refuse(sb_problem::fast_commit, errc::not_supported);
+        if (fc::area_of(maxlen, sb->s_num_fc_blks.get(), area) != errc::ok)
+            return refuse(sb_problem::bad_geometry, errc::corrupted);
+    }
     out = journal_info{f, first, maxlen, sb->s_sequence.get(), start, area};
     return errc::ok;
 }
@@ -595,7 +603,7 @@ template <LogDevice D, FastCommitReplayer R>
 [[nodiscard]] errc recover(D& dev, const recovery_memory& mem, recovery_info& info, R& fcr) noexcept {
     info = recovery_info{};
     journal_info j;
-    if (const errc e = load(dev, mem.block_a, j, info.refused); e != errc::ok) return e;
+    if (const errc e = load(dev, mem.block_a, j, info.refused, true); e != errc::ok) return e;
     info.start_tid = j.sequence;
     if (j.start == 0) {
         info.nothing_to_do = true;
@@ -612,6 +620,7 @@ template <LogDevice D, FastCommitReplayer R>
     if (err == errc::ok && fast && st.reached_end) {
         err = detail::fc_scan(dev, j, st.end_transaction, mem.block_b, info);
         info.fc_result = err;
+        if (err != errc::ok) info.fc_valid = 0; // e2fsck's recovery fails: nothing is replayed
         if (err != errc::ok && !refused() && !can_replay) info.refused = sb_problem::fast_commit;
     }
     if (err == errc::ok) err = detail::one_pass(dev, st, detail::pass::revoke, mem);
