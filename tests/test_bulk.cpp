@@ -1,6 +1,9 @@
-// Bulk load from sorted input.
+// Bulk load from sorted input (into memory storage, and straight onto a
+// device through hosted::streaming_storage).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
+
+#include "jbtree/hosted/streaming_storage.hpp"
 
 using namespace jt;
 
@@ -182,4 +185,96 @@ TEST_CASE("bad bulk input is refused and leaves nothing behind") {
     // Not into a tree that has records.
     REQUIRE(t2->insert(*h2, 1, 1) == errc::ok);
     REQUIRE(t2->bulk_load(*h2, 1, one) == errc::not_empty);
+}
+
+// hosted::streaming_storage: a bulk load built straight onto a device
+// holds only a few nodes, and the device ends up with exactly the blocks a
+// bulk load into memory storage makes (same numbering, same bytes); the
+// tree reads back through its small cache.
+TEST_CASE("streaming storage: the device gets memory storage's blocks, byte for byte; the tree reads back") {
+    using SS = hosted::streaming_storage<memory_device>;
+    using SJ = null_journal<SS>;
+    for (const std::uint32_t bs : {512u, 4096u}) {
+        CAPTURE(bs);
+        const std::uint64_t n = 60000, first = 10, count = 4000;
+        std::vector<unsigned char> mem(std::size_t{bs} * (first + count));
+        auto dev = memory_device::make(mem.data(), bs, first + count);
+        REQUIRE(dev);
+        SS ss(*dev, {true, 77, first, count, 8, 16}); // a small cache and batch: evictions and many batch writes
+        SJ sj(ss);
+        S ms({bs, true, 77, count, first});
+        J mj(ms);
+        auto st = btree<u64_map_traits, SS, SJ>::create(ss, sj, 1);
+        auto mt = tree_t<u64_map_traits>::create(ms, mj, 1);
+        REQUIRE(st);
+        REQUIRE(mt);
+        auto src = [](std::uint64_t i) { return i * 7 + 3; };
+        std::uint64_t i = 0, k2 = 0;
+        auto sh = sj.start(unlimited_credits);
+        auto mh = mj.start(unlimited_credits);
+        REQUIRE(st->bulk_load(*sh, n, [&](std::uint64_t& k, std::uint64_t& v) {
+            k = src(i);
+            v = ~k;
+            ++i;
+            return true;
+        }) == errc::ok);
+        REQUIRE(mt->bulk_load(*mh, n, [&](std::uint64_t& k, std::uint64_t& v) {
+            k = src(k2);
+            v = ~k;
+            ++k2;
+            return true;
+        }) == errc::ok);
+        REQUIRE(ss.flush() == errc::ok);
+        REQUIRE(ss.end_block() == ms.end_block());
+        REQUIRE(ss.blocks_written() == ss.end_block() - first);
+        std::uint64_t differ = 0;
+        for (std::uint64_t b = first; b < ss.end_block(); ++b)
+            if (std::memcmp(mem.data() + b * bs, ms.raw_block(b), bs) != 0) ++differ;
+        CHECK(differ == 0);
+        CHECK(st->anchor().root == mt->anchor().root);
+        // Read back through 8 cache slots.
+        CHECK_CLEAN(*st);
+        std::mt19937_64 rng(bs);
+        for (int q = 0; q < 2000; ++q) {
+            const std::uint64_t j = rng() % n;
+            auto v = st->find(src(j));
+            REQUIRE(v);
+            CHECK(*v == ~src(j));
+            CHECK(st->find(src(j) + 1).error() == errc::not_found);
+        }
+        // Reads outside what was handed out, and the end of the run.
+        CHECK(ss.read(first - 1).error() == errc::range);
+        CHECK(ss.read(ss.end_block()).error() == errc::range);
+        while (true) {
+            auto b = ss.allocate();
+            if (!b) {
+                CHECK(b.error() == errc::no_space);
+                break;
+            }
+            auto sb = sj.start(1);
+            REQUIRE(sb);
+            REQUIRE(sj.dirty_metadata(*sb, *b) == errc::ok); // unwritten slots must be written before the cache fills
+        }
+        CHECK(ss.end_block() == first + count);
+    }
+}
+
+TEST_CASE("streaming storage: a cache too small for the loader's open nodes fails cleanly") {
+    using SS = hosted::streaming_storage<memory_device>;
+    using SJ = null_journal<SS>;
+    std::vector<unsigned char> mem(std::size_t{512} * 2000);
+    auto dev = memory_device::make(mem.data(), 512, 2000);
+    REQUIRE(dev);
+    SS ss(*dev, {false, 0, 1, 1999, 2, 4});
+    SJ sj(ss);
+    auto t = btree<u64_map_traits, SS, SJ>::create(ss, sj, 1);
+    REQUIRE(t);
+    auto h = sj.start(unlimited_credits);
+    std::uint64_t i = 0;
+    const errc e = t->bulk_load(*h, 20000, [&](std::uint64_t& k, std::uint64_t& v) {
+        k = v = i++;
+        return true;
+    });
+    CHECK(e == errc::no_memory);
+    CHECK(t->empty());
 }

@@ -8,10 +8,10 @@
 //                                         build` runs)
 //   stored_maps m; m.open(fs, why)        the stored maps of an open image
 //
-// How a build stays crash-safe (docs/e2fsprogs.md): the trees are built in
-// memory numbered as the blocks they will occupy, written straight to
-// blocks that are still free in the filesystem and flushed (ordered data:
-// nothing references them yet); then ONE transaction of the image's jbd2
+// How a build stays crash-safe (docs/e2fsprogs.md): the trees are built
+// straight into blocks that are still free in the filesystem
+// (hosted::streaming_storage: only the nodes being filled stay in memory)
+// and flushed (ordered data: nothing references them yet); then ONE transaction of the image's jbd2
 // journal carries every change that makes them reachable: libext2fs's
 // allocation of the map file (block bitmaps, group descriptors, superblock,
 // inode 5, through journaled_io) and the volume's bitmap and anchors. The
@@ -40,6 +40,7 @@
 #include "jbtree/ext2fs/journal_extents.hpp"
 #include "jbtree/ext2fs/journaled_io.hpp"
 #include "jbtree/ext2fs/map_file.hpp"
+#include "jbtree/hosted/streaming_storage.hpp"
 #include "jbtree/ext2fs/scan.hpp"
 #include "jbtree/hosted/owned_memory.hpp"
 #include "jbtree/hosted/radix_sort.hpp"
@@ -107,25 +108,20 @@ template <class S, class J>
         if (what) *what = w;
         return e;
     };
-    std::vector<rmap_record> recs;
-    const std::vector<rmap_record>* src = &r.rmap;
-    if (!extra.empty()) {
-        recs.reserve(r.rmap.size() + extra.size());
-        recs = r.rmap;
-        recs.insert(recs.end(), extra.begin(), extra.end());
-        std::sort(recs.begin(), recs.end(), [](const rmap_record& a, const rmap_record& b) {
-            return rmap_traits::compare(a.key(), b.key()) < 0;
-        });
-        src = &recs;
-    }
-    std::size_t i = 0;
-    if (!src->empty()) {
+    // The scan's records (in key order) and the few extra ones, merged as
+    // they are loaded: no copy of the scan.
+    std::vector<rmap_record> more = extra;
+    auto key_less = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
+    std::sort(more.begin(), more.end(), key_less);
+    std::size_t i = 0, x = 0;
+    if (const std::size_t total = r.rmap.size() + more.size(); total) {
         const errc e = rm.tree().bulk_load(
-            h, src->size(),
+            h, total,
             [&](rmap_key& k, rmap_value& v) {
-                k = (*src)[i].key();
-                v = (*src)[i].value();
-                ++i;
+                const bool from_extra = x < more.size() && (i == r.rmap.size() || key_less(more[x], r.rmap[i]));
+                const rmap_record& rec = from_extra ? more[x++] : r.rmap[i++];
+                k = rec.key();
+                v = rec.value();
                 return true;
             },
             map_fill_percent);
@@ -708,7 +704,8 @@ struct build_report {
     std::uint64_t tree_blocks = 0;       // its extent tree's blocks (after the run; 0: all in the inode)
     std::uint64_t nodes = 0;             // tree nodes written
     std::uint32_t journaled = 0;         // filesystem blocks libext2fs changed (in the commit)
-    bool wrote = false;                  // blocks were written (a refusal writes none)
+    bool wrote = false;                  // blocks were written: tree nodes into free blocks, or more
+                                         // (a refusal before the trees are built writes none)
     bool replaced = false;               // an older map file was freed
     // Wall time of the phases: open and checks (with reading the bitmaps),
     // scan, building the trees in memory, writing and committing them.
@@ -871,7 +868,13 @@ namespace detail {
     unsigned char uuid[16];
     std::memcpy(uuid, sb->s_uuid, 16);
     const std::uint32_t seed = crc32c_raw(~0u, uuid, 16);
-    using MS = memory_storage<>;
+    // The trees are built straight into the run (blocks the bitmap marks
+    // free, referenced by nothing until the commit), holding only the
+    // nodes the bulk loader works on: the build's memory does not grow
+    // with the maps.
+    io_device dev(fs);
+    dev.set_write_observer(hooks.before_write, hooks.ctx);
+    using MS = hosted::streaming_storage<io_device>;
     using MJ = null_journal<MS>;
     std::optional<MS> ms;
     std::optional<MJ> mj;
@@ -926,7 +929,9 @@ namespace detail {
                               std::to_string((log_blocks - 1) / 4) + "): a larger journal (tune2fs -J size=) lifts this");
         data_start = first + 1 + bm;
         rm.reset(), rc.reset(), pm.reset(), mj.reset();
-        ms.emplace(memory_storage_options{bs, true, seed, N - 1 - bm, data_start});
+        ms.reset();
+        rep.wrote = true; // from here on, tree blocks may be written into the free run
+        ms.emplace(dev, hosted::streaming_storage_options{true, seed, data_start, N - 1 - bm});
         mj.emplace(*ms);
         auto a = rmap<MS, MJ>::create(*ms, *mj, 1);
         auto b = refcount_map<MS, MJ>::create(*ms, *mj, 2);
@@ -945,6 +950,10 @@ namespace detail {
         }
         const char* what = "";
         e = load_maps(r, own_blocks, *rm, *rc, *pm, *h, &what);
+        if (e == errc::ok && (e = ms->flush()) != errc::ok) {
+            why = std::string("writing the maps: ") + describe(e);
+            return e;
+        }
         if (e == errc::ok) break;
         if (e != errc::no_space || attempt == 4)
             return refuse(build_problem::failed, e, std::string("building the ") + what + " map: " + describe(e));
@@ -960,10 +969,7 @@ namespace detail {
     rep.replaced = old.state != map_file_state::absent;
     rep.load_seconds = lap();
 
-    // 3. The volume and the nodes, straight to the free run, flushed.
-    rep.wrote = true;
-    io_device dev(fs);
-    dev.set_write_observer(hooks.before_write, hooks.ctx);
+    // 3. The volume's superblock and bitmap (the nodes are written).
     std::vector<unsigned char> scratch(bs);
     volume_geometry g;
     g.first_block = first;
@@ -973,23 +979,6 @@ namespace detail {
     if ((e = stored_maps::volume_type::create(dev, g, scratch.data())) != errc::ok) {
         why = std::string("writing the maps' volume: ") + describe(e);
         return e;
-    }
-    {
-        constexpr std::uint32_t batch = 64;
-        std::vector<unsigned char> run(std::size_t{bs} * batch);
-        for (std::uint64_t b = data_start; b < ms->end_block();) {
-            const std::uint32_t k = static_cast<std::uint32_t>(std::min<std::uint64_t>(batch, ms->end_block() - b));
-            for (std::uint32_t i = 0; i < k; ++i) std::memcpy(run.data() + std::size_t{i} * bs, ms->raw_block(b + i), bs);
-            if ((e = dev.write_blocks(b, k, run.data())) != errc::ok) {
-                why = std::string("writing the maps: ") + describe(e);
-                return e;
-            }
-            b += k;
-        }
-        if ((e = dev.flush()) != errc::ok) {
-            why = std::string("flushing the maps: ") + describe(e);
-            return e;
-        }
     }
 
     // 4. One transaction: the filesystem's allocation of the map file and
