@@ -2,7 +2,11 @@
 // itself does so once, before their bytes leave it, and every reader in
 // between sees a consistent tree.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "crash_device.hpp"
 #include "test_support.hpp"
+
+#include <jbtree/hosted/owned_memory.hpp>
+#include <jbtree/volume/volume.hpp>
 
 #include <cstdint>
 #include <cstring>
@@ -173,4 +177,133 @@ TEST_CASE("memory storage: verify() passes nodes whose seal is pending and repor
     CHECK(rep.problems[0].kind == problem_kind::bad_node);
     CHECK(rep.problems[0].fault == node_fault::checksum);
     CHECK(rep.problems[0].blkno == leaf);
+}
+
+namespace {
+
+constexpr std::uint32_t vbs = 1024;
+constexpr std::uint64_t vblocks = 4096;
+using V = volume<crash_device>;
+using vtree = btree<u64_map_traits, V::storage, V::journal_type>;
+static_assert(SealDeferringBuffer<V::buffer>);
+
+hosted::journal_sizes vsizes() {
+    hosted::journal_sizes z;
+    z.block_size = vbs;
+    z.cache_blocks = 1024;
+    z.max_transaction_blocks = 256;
+    z.committed_capacity = 64;
+    z.staging_blocks = 16;
+    z.bitmap_blocks = hosted::volume_bitmap_blocks(vblocks, vbs);
+    z.revoke_capacity = 4096;
+    return z;
+}
+
+// Every node of the tree, as the device holds it, has a valid checksum.
+void check_device_nodes(const crash_device& d, vtree& t, std::uint32_t seed) {
+    REQUIRE(t.for_each_node([&](std::uint64_t b, unsigned) {
+        const unsigned char* p = d.block(b);
+        CAPTURE(b);
+        CHECK(load_le<std::uint32_t>(p + 4) == node_checksum(p, vbs, seed));
+    }) == errc::ok);
+}
+
+} // namespace
+
+TEST_CASE("volume: nodes are sealed by the journal's frozen trigger as the transaction commits") {
+    crash_device d(vbs, vblocks);
+    std::vector<unsigned char> scratch(vbs);
+    volume_geometry g;
+    g.journal_blocks = 1024;
+    g.uuid[3] = 7;
+    REQUIRE(V::create(d, g, scratch.data()) == errc::ok);
+    std::map<std::uint64_t, std::uint64_t> m;
+    std::uint32_t seed = 0;
+    {
+        hosted::owned_memory mem(vsizes());
+        V v(d, mem.volume());
+        REQUIRE(v.open({}) == errc::ok);
+        seed = v.store().checksum_seed();
+        REQUIRE(v.store().checksums());
+        auto t = vtree::create(v.store(), v.journal(), 1);
+        REQUIRE(t);
+        std::mt19937_64 rng(5);
+        for (int round = 0; round < 6; ++round) {
+            for (int i = 0; i < 150; ++i) {
+                auto h = v.start(t->insert_credits() + t->erase_credits());
+                REQUIRE(h);
+                const std::uint64_t k = rng() % 3000;
+                if (i % 4 == 3 && m.count(k)) {
+                    REQUIRE(t->erase(*h, k) == errc::ok);
+                    m.erase(k);
+                } else {
+                    REQUIRE(t->insert_or_assign(*h, k, k * 3) == errc::ok);
+                    m[k] = k * 3;
+                }
+                REQUIRE(v.set_anchor(0, t->anchor()) == errc::ok);
+                REQUIRE(v.stop(*h) == errc::ok);
+            }
+            // Changed in the running transaction: not sealed yet, and the
+            // tree reads and verifies meanwhile.
+            auto root = v.store().read(t->anchor().root);
+            REQUIRE(root);
+            CHECK_FALSE(root->sealed());
+            CHECK(load_le<std::uint32_t>(root->data() + 4) != node_checksum(root->data(), vbs, seed));
+            root->reset();
+            CHECK_CLEAN(*t);
+            REQUIRE(same_contents(*t, m));
+            REQUIRE(v.commit() == errc::ok);
+            // Committed: sealed in the cache (the copy in the log is that one).
+            auto r2 = v.store().read(t->anchor().root);
+            REQUIRE(r2);
+            CHECK(r2->sealed());
+            CHECK(load_le<std::uint32_t>(r2->data() + 4) == node_checksum(r2->data(), vbs, seed));
+        }
+        REQUIRE(v.close() == errc::ok); // checkpoint: every node home
+        REQUIRE(v.open({}) == errc::ok);
+        auto an = v.anchor(0);
+        REQUIRE(an);
+        auto t2 = vtree::open(v.store(), v.journal(), *an);
+        REQUIRE(t2);
+        check_device_nodes(d, *t2, seed);
+        REQUIRE(v.close() == errc::ok);
+    }
+    // A fresh open reads every node from the device and verifies it.
+    hosted::owned_memory mem(vsizes());
+    V v(d, mem.volume());
+    REQUIRE(v.open({}) == errc::ok);
+    auto an = v.anchor(0);
+    REQUIRE(an);
+    auto t = vtree::open(v.store(), v.journal(), *an);
+    REQUIRE(t);
+    CHECK_CLEAN(*t);
+    CHECK(same_contents(*t, m));
+    REQUIRE(v.close() == errc::ok);
+}
+
+TEST_CASE("volume without node checksums: the journal has no trigger and nothing is sealed") {
+    crash_device d(vbs, vblocks);
+    std::vector<unsigned char> scratch(vbs);
+    volume_geometry g;
+    g.journal_blocks = 1024;
+    g.node_checksums = false;
+    REQUIRE(V::create(d, g, scratch.data()) == errc::ok);
+    hosted::owned_memory mem(vsizes());
+    V v(d, mem.volume());
+    REQUIRE(v.open({}) == errc::ok);
+    REQUIRE_FALSE(v.store().checksums());
+    auto t = vtree::create(v.store(), v.journal(), 1);
+    REQUIRE(t);
+    auto h = v.start(t->insert_credits());
+    REQUIRE(h);
+    REQUIRE(t->insert(*h, 5, 6) == errc::ok);
+    REQUIRE(v.set_anchor(0, t->anchor()) == errc::ok);
+    REQUIRE(v.stop(*h) == errc::ok);
+    auto b = v.store().read(t->anchor().root);
+    REQUIRE(b);
+    CHECK(b->sealed());
+    CHECK(load_le<std::uint32_t>(b->data() + 4) == 0);
+    b->reset();
+    REQUIRE(v.commit() == errc::ok);
+    REQUIRE(v.close() == errc::ok);
 }

@@ -93,6 +93,13 @@ struct journal_options {
     // clears its needs_recovery flag here, as the kernel does.
     errc (*log_state)(void* ctx, bool live) noexcept = nullptr;
     void* log_state_ctx = nullptr;
+    // jbd2's frozen trigger: called on a cached block's bytes just before
+    // commit copies them into the log, for blocks whose buffer asked for it
+    // (buffer::defer_seal()): a client that checksums its blocks computes
+    // the checksum here, once per commit, instead of after every change.
+    // Without it, defer_seal() says no and clients seal blocks themselves.
+    void (*frozen)(void* ctx, unsigned char* block) noexcept = nullptr;
+    void* frozen_ctx = nullptr;
 };
 
 struct journal_stats {
@@ -120,6 +127,7 @@ class journal {
         f_forgotten = 16, // freed: contents never go home
         f_revoked = 32,   // revoked by transaction revoked_in
         f_checked = 64,   // the client verified the contents since they were read
+        f_unsealed = 128, // changed since the frozen trigger last ran on it (defer_seal)
     };
 
 public:
@@ -150,6 +158,16 @@ public:
         void set_checked() noexcept {
             if (j_) j_->mem_.slots[slot_].flags = static_cast<std::uint16_t>(j_->mem_.slots[slot_].flags | f_checked);
         }
+        // SealDeferringBuffer (node/header.hpp): with a frozen trigger set,
+        // the block's checksum is left to it (run at commit, before the block
+        // is logged); the client's own change counts as checked.
+        [[nodiscard]] bool defer_seal() noexcept {
+            if (!j_ || !j_->opt_.frozen) return false;
+            j_->mem_.slots[slot_].flags =
+                static_cast<std::uint16_t>(j_->mem_.slots[slot_].flags | f_unsealed | f_checked);
+            return true;
+        }
+        [[nodiscard]] bool sealed() const noexcept { return !j_ || !(j_->mem_.slots[slot_].flags & f_unsealed); }
         void reset() noexcept {
             if (j_) j_->unpin(slot_);
             j_ = nullptr;
@@ -270,7 +288,7 @@ public:
             install(s, blkno);
         }
         fill_bytes(slot_data(s), 0, block_size());
-        mem_.slots[s].flags &= static_cast<std::uint16_t>(~f_forgotten);
+        mem_.slots[s].flags &= static_cast<std::uint16_t>(~(f_forgotten | f_unsealed));
         return buffer(this, s);
     }
 
@@ -754,6 +772,10 @@ private:
             while (left && off + tb + (first_tag ? 16u : 0u) <= bs - fmt_.tail_bytes()) {
                 while (!(mem_.slots[mem_.running[i]].flags & f_running)) ++i;
                 const std::uint32_t s = mem_.running[i++];
+                if (mem_.slots[s].flags & f_unsealed) { // the frozen trigger, once per commit
+                    opt_.frozen(opt_.frozen_ctx, slot_data(s));
+                    mem_.slots[s].flags &= static_cast<std::uint16_t>(~f_unsealed);
+                }
                 const unsigned char* src = slot_data(s);
                 auto p = st.next();
                 if (!p) return p.error();

@@ -33,6 +33,7 @@
 #include "jbtree/journal/jbd2_journal.hpp"
 #include "jbtree/journal/jbd2_mkjournal.hpp"
 #include "jbtree/journal/jbd2_recovery.hpp"
+#include "jbtree/node/header.hpp"
 #include "jbtree/policy/block_device.hpp"
 
 namespace jbtree {
@@ -284,7 +285,12 @@ public:
             JBTREE_TRY(read_superblock(blk, p, why));
         }
         jbd2::sb_problem jp = jbd2::sb_problem::none;
-        if (const errc e = j_.open(opt, &jp); e != errc::ok) {
+        // Tree nodes changed in a transaction are sealed once, as it
+        // commits (the journal's frozen trigger), not after every change.
+        jbd2::journal_options o = opt;
+        o.frozen = flags_ & volume_flag_node_checksums ? &seal_trigger : nullptr;
+        o.frozen_ctx = this;
+        if (const errc e = j_.open(o, &jp); e != errc::ok) {
             if (why) *why = volume_problem::journal;
             return e;
         }
@@ -406,6 +412,11 @@ public:
     }
 
 private:
+    // The journal's frozen trigger: seal a tree node before it is logged.
+    static void seal_trigger(void* ctx, unsigned char* block) noexcept {
+        const volume* v = static_cast<const volume*>(ctx);
+        seal_node(block, v->bs_, v->seed_);
+    }
     errc read_superblock(unsigned char* blk, volume_problem& p, volume_problem* why) noexcept {
         auto refuse = [&](volume_problem q, errc e) noexcept {
             p = q;
