@@ -30,11 +30,13 @@
 // BTreePair cannot be built when key and value types are the same.
 //
 // Timing: keys are precomputed outside the timed region (std::mt19937_64,
-// fixed seeds). Inserts, erases and bulk loads time one whole pass over n
-// keys per iteration with manual timing (the container is built or
-// destroyed outside the clock); find and iterate run on a container built
-// once by random inserts and time n lookups / one full scan per iteration.
-// ns/item = real_time / n.
+// fixed seeds). Every benchmark times its own region (manual timing):
+// inserts, erases and bulk loads one whole pass over n keys per iteration
+// (the container is built or destroyed outside the clock); find and
+// iterate run on a container built once by random inserts and time n
+// lookups / one full scan per iteration. ns/item = real_time / n, where
+// real_time is wall time, or this thread's CPU time with
+//   JBTREE_BENCH_CLOCK   "cpu" (default: wall).
 //
 // Memory: this file replaces every global operator new/delete, so the heap
 // bytes a container holds after a fill are exact ("bytes_per_entry" =
@@ -55,6 +57,7 @@
 #include <jbtree/storage/memory_storage.hpp>
 
 #include <malloc.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -332,10 +335,23 @@ struct frozenca_map {
 };
 #endif
 
-using clock_type = std::chrono::steady_clock;
-inline double seconds_since(clock_type::time_point t0) {
-    return std::chrono::duration<double>(clock_type::now() - t0).count();
+// The clock of every timed region: wall time (steady_clock), or with
+// JBTREE_BENCH_CLOCK=cpu this thread's CPU time, which on a shared machine
+// leaves out the time other processes hold the core (not their cache and
+// memory traffic).
+bool g_cpu_clock = false;
+inline double now_seconds() noexcept {
+    if (g_cpu_clock) {
+        timespec t{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+struct stopwatch {
+    double t0 = now_seconds();
+    [[nodiscard]] double seconds() const noexcept { return now_seconds() - t0; }
+};
 
 // Fill a fresh container from keys, returning the heap bytes it added.
 template <class C>
@@ -399,10 +415,10 @@ void bm_insert(benchmark::State& st, std::size_t n) {
     for (auto _ : st) {
         last.reset(); // destroy the previous fill outside the clock
         const std::int64_t before = heap::live_bytes();
-        const auto t0 = clock_type::now();
+        const stopwatch sw;
         auto c = std::make_unique<C>();
         for (u64 k : order) c->insert(k, value_of(k));
-        st.SetIterationTime(seconds_since(t0));
+        st.SetIterationTime(sw.seconds());
         bytes = heap::live_bytes() - before;
         last = std::move(c);
     }
@@ -419,8 +435,10 @@ void bm_find(benchmark::State& st, std::size_t n) {
     C& c = cache<C>::get(n);
     u64 sum = 0;
     for (auto _ : st) {
+        const stopwatch sw;
         for (u64 k : ks.find_order) sum += c.find(k);
         benchmark::DoNotOptimize(sum);
+        st.SetIterationTime(sw.seconds());
     }
     add_engine_counters(st, c);
     st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations() * n));
@@ -433,12 +451,14 @@ void bm_iterate(benchmark::State& st, std::size_t n) {
     u64 sum = 0;
     std::size_t seen = 0;
     for (auto _ : st) {
+        const stopwatch sw;
         seen = 0;
         c.for_each([&](u64 k, u64 v) {
             sum += k ^ v;
             ++seen;
         });
         benchmark::DoNotOptimize(sum);
+        st.SetIterationTime(sw.seconds());
     }
     if (seen != n) die("iterate", "wrong count");
     st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations() * n));
@@ -451,9 +471,9 @@ void bm_erase(benchmark::State& st, std::size_t n) {
     std::unique_ptr<C> c = cache<C>::take(n);
     for (auto _ : st) {
         if (!c) c = build<C>(ks.insert_order, nullptr); // outside the clock
-        const auto t0 = clock_type::now();
+        const stopwatch sw;
         for (u64 k : ks.erase_order) c->erase(k);
-        st.SetIterationTime(seconds_since(t0));
+        st.SetIterationTime(sw.seconds());
         if (c->size() != 0) die("erase", "not empty");
         c.reset();
     }
@@ -471,7 +491,7 @@ void bm_bulk(benchmark::State& st, std::size_t n) {
     for (auto _ : st) {
         last.reset();
         const std::int64_t before = heap::live_bytes();
-        const auto t0 = clock_type::now();
+        const stopwatch sw;
         auto c = std::make_unique<C>();
         if constexpr (jbtree_container<C>) {
             std::size_t i = 0;
@@ -489,7 +509,7 @@ void bm_bulk(benchmark::State& st, std::size_t n) {
         } else {
             for (u64 k : ks.sorted) c->insert_hint_end(k, value_of(k));
         }
-        st.SetIterationTime(seconds_since(t0));
+        st.SetIterationTime(sw.seconds());
         bytes = heap::live_bytes() - before;
         last = std::move(c);
     }
@@ -524,8 +544,8 @@ void register_container(std::size_t n) {
     reg("bulk_load", bm_bulk<C>, true);
     // find and iterate share the cached random-built container; erase
     // consumes it, so it comes last.
-    reg("find", bm_find<C>, false);
-    reg("iterate", bm_iterate<C>, false);
+    reg("find", bm_find<C>, true);
+    reg("iterate", bm_iterate<C>, true);
     reg("erase", bm_erase<C>, true);
 }
 
@@ -533,6 +553,8 @@ void register_container(std::size_t n) {
 
 int main(int argc, char** argv) {
     const std::size_t max_n = max_n_from_env();
+    const char* clock_env = std::getenv("JBTREE_BENCH_CLOCK");
+    g_cpu_clock = clock_env && std::strcmp(clock_env, "cpu") == 0;
     const char* ns_env = std::getenv("JBTREE_BENCH_NODE_SIZES");
     const bool node_sizes = ns_env && std::strcmp(ns_env, "1") == 0;
     // n = 1e3, 1e4, ... <= max_n (just max_n when it is below 1e3).
@@ -559,6 +581,7 @@ int main(int argc, char** argv) {
                                 "no (not found when the bench was built: ../shared/vendor/frozenca-BTree.tar.xz)");
 #endif
     benchmark::AddCustomContext("jbtree_bench_max_n", std::to_string(max_n));
+    benchmark::AddCustomContext("jbtree_bench_clock", g_cpu_clock ? "thread cpu time" : "wall (steady_clock)");
     benchmark::AddCustomContext("jbtree_bench_heap", heap::mode() == heap::mode_t::usable ? "usable" : "prefix");
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
