@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+// e4maps: the maps stored in an ext4 image's map file, for kernel code
+// (e4maps.h). Freestanding C++ over kernel_policies.hpp: built with the
+// kernel's own code-generation flags (the ext4 patch in contrib/linux/
+// links it into fs/ext4), it sees the kernel only through kglue.h.
+#include "e4maps.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include <jbtree/base/crc32c.hpp>
+#include <jbtree/base/endian.hpp>
+#include <jbtree/base/in_place.hpp>
+#include <jbtree/maps/parent_map.hpp>
+#include <jbtree/maps/refcount_map.hpp>
+#include <jbtree/maps/rmap.hpp>
+#include <jbtree/volume/volume.hpp>
+
+#include "kernel_policies.hpp"
+
+namespace {
+
+using S = kshim::kernel_storage;
+using J = kshim::kernel_journal;
+using RM = jbtree::rmap<S, J>;
+using RC = jbtree::refcount_map<S, J>;
+using PM = jbtree::parent_map<S, J>;
+using jbtree::errc;
+
+// The map file's tree slots and their tree ids (docs/format.md section 8).
+constexpr std::uint32_t slots = 3;
+
+int as_int(errc e) noexcept { return static_cast<int>(e); }
+
+} // namespace
+
+struct e4maps {
+    e4maps(kglue_fs* f, std::uint32_t seed) noexcept : fs(f), st(f, seed), jr(f) {}
+
+    kglue_fs* fs;
+    S st;
+    J jr;
+    e4maps_geometry geo{};
+    unsigned char owner_data[jbtree::volume_owner_data_size]{};
+    jbtree::in_place<RM> rm;
+    jbtree::in_place<RC> rc;
+    jbtree::in_place<PM> pm;
+    // verify() results: here, not on a small kernel stack.
+    jbtree::in_place<jbtree::rmap_verify_report> rm_report;
+    jbtree::in_place<jbtree::refcount_verify_report> rc_report;
+    jbtree::in_place<jbtree::parent_map_report> pm_report;
+};
+
+namespace {
+
+// The volume superblock of a map file, checked as the volume checks it
+// (docs/format.md section 7) plus what section 8 fixes: an external
+// journal, node checksums seeded from the filesystem's uuid, slots 0..2 in
+// use with tree ids 1..3. On success the anchors and geometry are out.
+errc check_superblock(const unsigned char* blk, std::uint32_t bs, std::uint64_t first, std::uint64_t blocks,
+                      const unsigned char* fs_uuid, e4maps_geometry& g, jbtree::tree_anchor* a,
+                      unsigned char* owner_data, std::uint32_t& seed, const char*& why) noexcept {
+    const auto* sb = reinterpret_cast<const jbtree::volume_superblock*>(blk);
+    auto bad = [&](const char* w) noexcept {
+        why = w;
+        return errc::corrupted;
+    };
+    if (sb->magic.get() != jbtree::volume_magic) return bad("no volume superblock at the map file's first block");
+    if (sb->checksum.get() != jbtree::volume_sb_checksum(blk)) return bad("volume superblock checksum is wrong");
+    const std::uint64_t n = sb->block_count.get(), bits = std::uint64_t{bs} * 8;
+    const std::uint64_t bms = sb->bitmap_start.get(), ds = sb->data_start.get();
+    const std::uint32_t bm = sb->bitmap_blocks.get();
+    const std::uint32_t want_flags = jbtree::volume_flag_node_checksums | jbtree::volume_flag_external_journal;
+    if (sb->version.get() != jbtree::volume_version || sb->block_size.get() != bs || n != blocks ||
+        sb->first_block.get() != first || sb->tree_slots.get() != jbtree::volume_max_trees ||
+        sb->flags.get() != want_flags || sb->journal_start.get() != 0 || sb->journal_blocks.get() != 0 ||
+        bms != first + 1 || bm != (n + bits - 1) / bits || ds != bms + bm || ds >= first + n)
+        return bad("volume superblock geometry does not match the map file");
+    bool same_uuid = true;
+    for (int i = 0; i < 16; ++i) same_uuid = same_uuid && sb->uuid[i] == fs_uuid[i];
+    seed = jbtree::crc32c_raw(~0u, fs_uuid, 16);
+    if (!same_uuid || sb->checksum_seed.get() != seed) return bad("volume uuid is not the filesystem's");
+    for (std::uint32_t i = 0; i < jbtree::volume_max_trees; ++i) {
+        const jbtree::volume_anchor_disk& d = sb->anchors[i];
+        const bool in_use = d.in_use.get() != 0;
+        if (i >= slots) {
+            if (in_use) return bad("a tree slot past the three maps is in use");
+            continue;
+        }
+        const std::uint64_t root = d.root.get();
+        const std::uint16_t h = d.height.get();
+        if (!in_use || d.tree_id.get() != i + 1 || h > 16 || (root != 0) != (h != 0) ||
+            (root != 0 && (root < ds || root >= first + n)))
+            return bad("a tree anchor is out of range");
+        a[i] = jbtree::tree_anchor{root, d.records.get(), d.tree_id.get(), h};
+    }
+    g = e4maps_geometry{first, first + n, bms, ds, bm};
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) owner_data[i] = sb->owner_data[i];
+    return errc::ok;
+}
+
+} // namespace
+
+extern "C" {
+
+int e4maps_open(kglue_fs* fs, uint64_t first, uint64_t blocks, const unsigned char fs_uuid[16], e4maps** out,
+                const char** why) {
+    const char* w = "";
+    if (!why) why = &w;
+    *why = "";
+    if (!fs || !out || !fs_uuid) return as_int(errc::invalid);
+    const std::uint32_t bs = kglue_block_size(fs);
+    if (bs < sizeof(jbtree::volume_superblock)) return as_int(errc::invalid);
+    e4maps_geometry g{};
+    jbtree::tree_anchor a[slots]{};
+    unsigned char od[jbtree::volume_owner_data_size];
+    std::uint32_t seed = 0;
+    {
+        int err = 0;
+        kglue_buf* b = kglue_read(fs, first, &err);
+        if (!b) {
+            *why = "cannot read the volume superblock";
+            return err;
+        }
+        const errc e = check_superblock(kglue_data(b), bs, first, blocks, fs_uuid, g, a, od, seed, *why);
+        kglue_release(b);
+        if (e != errc::ok) return as_int(e);
+    }
+    void* p = kglue_alloc(sizeof(e4maps));
+    if (!p) return as_int(errc::no_memory);
+    e4maps* m = ::new (p) e4maps(fs, seed);
+    m->geo = g;
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) m->owner_data[i] = od[i];
+    auto rm = RM::open(m->st, m->jr, a[0]);
+    auto rc = RC::open(m->st, m->jr, a[1]);
+    auto pm = PM::open(m->st, m->jr, a[2]);
+    if (!rm || !rc || !pm) {
+        const errc e = !rm ? rm.error() : !rc ? rc.error() : pm.error();
+        *why = "a tree's root node was refused";
+        m->~e4maps();
+        kglue_free(p);
+        return as_int(e);
+    }
+    m->rm.emplace(jbtree::rvalue(*rm));
+    m->rc.emplace(jbtree::rvalue(*rc));
+    m->pm.emplace(jbtree::rvalue(*pm));
+    *out = m;
+    return 0;
+}
+
+void e4maps_close(e4maps* m) {
+    if (!m) return;
+    m->~e4maps();
+    kglue_free(m);
+}
+
+void e4maps_get_geometry(const e4maps* m, e4maps_geometry* g) { *g = m->geo; }
+
+const unsigned char* e4maps_owner_data(const e4maps* m) { return m->owner_data; }
+
+int e4maps_verify(e4maps* m, uint64_t* problems) {
+    const auto& a = m->rm_report.emplace_from([m]() noexcept { return m->rm.get().verify(); });
+    const auto& b = m->rc_report.emplace_from([m]() noexcept { return m->rc.get().verify(); });
+    const auto& c = m->pm_report.emplace_from([m]() noexcept { return m->pm.get().verify(); });
+    *problems = std::uint64_t{a.tree.problem_count} + a.problem_count + b.tree.problem_count + b.problem_count +
+                c.tree.problem_count + c.problem_count;
+    return 0;
+}
+
+void e4maps_sizes(e4maps* m, uint64_t* rmap, uint64_t* refcount, uint64_t* parent) {
+    *rmap = m->rm.get().size();
+    *refcount = m->rc.get().size();
+    *parent = m->pm.get().size();
+}
+
+} // extern "C"

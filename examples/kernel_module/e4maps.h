@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * e4maps: the maps an ext4 image stores in its map file (inode 5,
+ * docs/format.md section 8: one jbtree volume with an external journal,
+ * the filesystem's own jbd2 log), opened and changed by kernel code. The
+ * filesystem side (the ext4 patch in contrib/linux/) finds the map file's
+ * run [first, first + blocks) and fills a struct kglue_fs
+ * (kmaps_linux.h); this side (e4maps.cpp, C++ built with the kernel's
+ * flags, over kernel_policies.hpp) checks the volume superblock, opens the
+ * three trees from its anchors (slot 0 rmap, 1 refcount, 2 parent
+ * pointers) and writes changed anchors back into it, in the handle of the
+ * change. Tree nodes come from the volume's own bitmap through the
+ * kglue_fs allocator (new_block/free_block), which the filesystem side
+ * implements over [bitmap_start, bitmap_start + bitmap_blocks).
+ *
+ * Every call returns 0 or a negative errno. A volume that is not one (bad
+ * magic, checksum, geometry or anchors) is -EUCLEAN with *why set: the
+ * caller treats the maps as stale and leaves them alone.
+ */
+#ifndef E4MAPS_H
+#define E4MAPS_H
+
+#include "kglue.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct e4maps;
+
+/* Where the volume keeps its bitmap and nodes (device blocks). */
+struct e4maps_geometry {
+	uint64_t first;        /* the volume superblock */
+	uint64_t end;          /* first + block_count */
+	uint64_t bitmap_start; /* bitmap_blocks blocks; bit i = block first + i */
+	uint64_t data_start;   /* the first block a node may use */
+	uint32_t bitmap_blocks;
+};
+
+/* Open the volume at `first`, `blocks` long (the map file's run), whose
+ * node checksums must be seeded from `fs_uuid` (the filesystem's s_uuid).
+ * Memory: one kglue_alloc. */
+int e4maps_open(struct kglue_fs *fs, uint64_t first, uint64_t blocks, const unsigned char fs_uuid[16],
+		struct e4maps **out, const char **why);
+void e4maps_close(struct e4maps *m);
+void e4maps_get_geometry(const struct e4maps *m, struct e4maps_geometry *g);
+/* The 64 bytes of owner_data (the build stamp) as read at open or last set. */
+const unsigned char *e4maps_owner_data(const struct e4maps *m);
+
+/* Every tree verified: structural and record problems counted. */
+int e4maps_verify(struct e4maps *m, uint64_t *problems);
+void e4maps_sizes(struct e4maps *m, uint64_t *rmap, uint64_t *refcount, uint64_t *parent);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
