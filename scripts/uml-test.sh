@@ -16,6 +16,7 @@
 #     --maps yes|no    store maps with jbtree-e2fs build before booting (default yes;
 #                      the patched kernel then also runs the first image without
 #                      maps, and with a corrupt volume superblock)
+#     --map-blocks N   the map file's size (jbtree-e2fs build --min-blocks; default 4096)
 #     --keep           keep the run directory (images, console logs)
 #
 # Environment: UML_CACHE (default /var/cache/jbtree-uml) holds the pristine
@@ -29,7 +30,7 @@ set -euo pipefail
 repo=${JBTREE_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 cache=${UML_CACHE:-/var/cache/jbtree-uml}
 jobs=${UML_JOBS:-2}
-stock=0 build_only=0 apply_only=0 ops=2000 seed=1 keep=0 maps=yes
+stock=0 build_only=0 apply_only=0 ops=2000 seed=1 keep=0 maps=yes map_blocks=4096
 images=4k-csum,1k-csum,4k-nocsum,1k-nocsum
 while [ $# -gt 0 ]; do
     case $1 in
@@ -40,6 +41,7 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift ;;
     --images) images=$2; shift ;;
     --maps) maps=$2; shift ;;
+    --map-blocks) map_blocks=$2; shift ;;
     --keep) keep=1 ;;
     *) echo "uml-test: unknown option $1" >&2; exit 2 ;;
     esac
@@ -276,7 +278,8 @@ run_case() {
     local k=$1 m=$2 img=$run/$1.img expect=absent
     make_image "$k" "$img"
     if [ "$m" != no ]; then
-        "$tool" build "$img" >/dev/null
+        # Room for the maps to grow as the kernel keeps them.
+        "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
         # Not yet kept by the patched kernel either (0001 only opens them):
         # after a write they read as stale, as after the stock kernel.
         expect=stale

@@ -43,6 +43,8 @@ struct e4maps {
     J jr;
     e4maps_geometry geo{};
     unsigned char owner_data[jbtree::volume_owner_data_size]{};
+    jbtree::tree_anchor written[3]{}; // what the volume superblock holds (in the running transaction)
+    bool owner_data_dirty = false;
     jbtree::in_place<RM> rm;
     jbtree::in_place<RC> rc;
     jbtree::in_place<PM> pm;
@@ -100,6 +102,64 @@ errc check_superblock(const unsigned char* blk, std::uint32_t bs, std::uint64_t 
     return errc::ok;
 }
 
+
+// The trees' anchors (and the owner data, if set) into the volume
+// superblock, in handle h, if they moved: generation + 1 and the checksum,
+// as the volume's own commit writes them (docs/format.md section 7).
+errc write_anchors(e4maps* m, J::handle& h) noexcept {
+    const jbtree::tree_anchor now[slots] = {m->rm.get().anchor(), m->rc.get().anchor(), m->pm.get().anchor()};
+    bool same = !m->owner_data_dirty;
+    for (std::uint32_t i = 0; i < slots; ++i) same = same && now[i] == m->written[i];
+    if (same) return errc::ok;
+    h.held = 0;
+    auto b = m->st.read(m->geo.first);
+    if (!b) return b.error();
+    JBTREE_TRY(m->jr.get_write_access(h, *b));
+    unsigned char* p = b->data();
+    auto* sb = reinterpret_cast<jbtree::volume_superblock*>(p);
+    for (std::uint32_t i = 0; i < slots; ++i) {
+        sb->anchors[i].root.set(now[i].root);
+        sb->anchors[i].records.set(now[i].records);
+        sb->anchors[i].height.set(now[i].height);
+    }
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) sb->owner_data[i] = m->owner_data[i];
+    sb->generation.set(sb->generation.get() + 1);
+    sb->checksum.set(jbtree::volume_sb_checksum(p));
+    JBTREE_TRY(m->jr.dirty_metadata(h, *b));
+    for (std::uint32_t i = 0; i < slots; ++i) m->written[i] = now[i];
+    m->owner_data_dirty = false;
+    return errc::ok;
+}
+
+// The credits a change needs beyond its trees': the volume superblock, and
+// every bitmap block (each node a change allocates or frees sets or clears
+// a bit; with at most 16 bitmap blocks, reserving them all is cheap and
+// needs no plan).
+std::uint64_t extra_credits(const e4maps* m) noexcept { return 1 + std::uint64_t{m->geo.bitmap_blocks}; }
+
+// f(handle) inside the caller's running handle, after making sure it has
+// `credits` + extra_credits() left (jbd2_journal_extend if not: 0 or a
+// negative errno, > 0 no room). A failure is returned as it is: nothing is
+// aborted. The caller (ext4) then stops using the maps and leaves them to
+// read as stale: whatever this handle changed in them commits with a stamp
+// that no longer matches the filesystem.
+template <class F>
+int run_in(e4maps* m, kglue_handle* kh, std::uint64_t credits, F&& f) noexcept {
+    if (!kh || credits >= 0x7FFF0000u) return as_int(errc::invalid);
+    J::handle h = J::adopt(kh);
+    const std::uint64_t want = credits + extra_credits(m);
+    const std::uint32_t left = m->jr.credits_left(h);
+    if (left < want) {
+        const int more = static_cast<int>(want - left);
+        const int r = kglue_extend(kh, more, more);
+        if (r) return r > 0 ? as_int(errc::no_credits) : r;
+    }
+    h.held = static_cast<std::uint32_t>(extra_credits(m));
+    errc e = f(h);
+    if (e == errc::ok) e = write_anchors(m, h);
+    return as_int(e);
+}
+
 } // namespace
 
 extern "C" {
@@ -145,6 +205,7 @@ int e4maps_open(kglue_fs* fs, uint64_t first, uint64_t blocks, const unsigned ch
     m->rm.emplace(jbtree::rvalue(*rm));
     m->rc.emplace(jbtree::rvalue(*rc));
     m->pm.emplace(jbtree::rvalue(*pm));
+    for (std::uint32_t i = 0; i < slots; ++i) m->written[i] = a[i];
     *out = m;
     return 0;
 }
@@ -172,6 +233,49 @@ void e4maps_sizes(e4maps* m, uint64_t* rmap, uint64_t* refcount, uint64_t* paren
     *rmap = m->rm.get().size();
     *refcount = m->rc.get().size();
     *parent = m->pm.get().size();
+}
+
+void e4maps_get_credits(e4maps* m, e4maps_credits* c) {
+    const std::uint32_t x = static_cast<std::uint32_t>(extra_credits(m));
+    c->rmap_map = m->rm.get().map_credits() + x;
+    c->parent_add = m->pm.get().add_credits() + x;
+    c->parent_remove = m->pm.get().remove_credits() + x;
+}
+
+int e4maps_rmap_map_in(e4maps* m, kglue_handle* kh, uint64_t start, uint64_t len, uint64_t owner, uint64_t offset,
+                       uint32_t flags) {
+    auto& rm = m->rm.get();
+    return run_in(m, kh, rm.map_credits(),
+                  [&](J::handle& h) noexcept { return rm.map(h, start, len, owner, offset, flags); });
+}
+
+int e4maps_rmap_unmap_in(e4maps* m, kglue_handle* kh, uint64_t start, uint64_t len, uint64_t owner,
+                         uint64_t offset) {
+    auto& rm = m->rm.get();
+    auto c = rm.unmap_credits(start, len, owner, offset);
+    if (!c) return as_int(c.error());
+    return run_in(m, kh, *c, [&](J::handle& h) noexcept { return rm.unmap(h, start, len, owner, offset); });
+}
+
+int e4maps_parent_add_in(e4maps* m, kglue_handle* kh, uint64_t child, uint64_t parent, uint32_t parent_gen,
+                         const char* name, size_t len) {
+    auto& pm = m->pm.get();
+    return run_in(m, kh, pm.add_credits(), [&](J::handle& h) noexcept {
+        return pm.add(h, child, parent, parent_gen, jbtree::name_ref(name, len));
+    });
+}
+
+int e4maps_parent_remove_in(e4maps* m, kglue_handle* kh, uint64_t child, uint64_t parent, const char* name,
+                            size_t len) {
+    auto& pm = m->pm.get();
+    return run_in(m, kh, pm.remove_credits(),
+                  [&](J::handle& h) noexcept { return pm.remove(h, child, parent, jbtree::name_ref(name, len)); });
+}
+
+int e4maps_set_owner_data_in(e4maps* m, kglue_handle* kh, const unsigned char* data) {
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) m->owner_data[i] = data[i];
+    m->owner_data_dirty = true;
+    return run_in(m, kh, 0, [](J::handle&) noexcept { return errc::ok; });
 }
 
 } // extern "C"

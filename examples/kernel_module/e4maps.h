@@ -51,6 +51,30 @@ const unsigned char *e4maps_owner_data(const struct e4maps *m);
 int e4maps_verify(struct e4maps *m, uint64_t *problems);
 void e4maps_sizes(struct e4maps *m, uint64_t *rmap, uint64_t *refcount, uint64_t *parent);
 
+/*
+ * Changes inside the caller's running handle (ext4's, the one of the
+ * change they mirror). The handle is extended (jbd2_journal_extend) if it
+ * has fewer credits left than the change needs (e4maps_get_credits: the
+ * trees' worst case at their current heights, the volume superblock and
+ * the bitmap blocks; as many revoke credits). A failure is returned, never
+ * turned into a journal abort: the caller stops using the maps, which then
+ * read as stale (their stamp is only made current at a clean unmount).
+ */
+struct e4maps_credits {
+	uint32_t rmap_map, parent_add, parent_remove;
+};
+void e4maps_get_credits(struct e4maps *m, struct e4maps_credits *c);
+int e4maps_rmap_map_in(struct e4maps *m, struct kglue_handle *h, uint64_t start, uint64_t len, uint64_t owner,
+		       uint64_t offset, uint32_t flags);
+int e4maps_rmap_unmap_in(struct e4maps *m, struct kglue_handle *h, uint64_t start, uint64_t len, uint64_t owner,
+			 uint64_t offset);
+int e4maps_parent_add_in(struct e4maps *m, struct kglue_handle *h, uint64_t child, uint64_t parent,
+			 uint32_t parent_gen, const char *name, size_t len);
+int e4maps_parent_remove_in(struct e4maps *m, struct kglue_handle *h, uint64_t child, uint64_t parent,
+			    const char *name, size_t len);
+/* New owner data (the build stamp), written with the anchors in h. */
+int e4maps_set_owner_data_in(struct e4maps *m, struct kglue_handle *h, const unsigned char *data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -93,9 +93,16 @@ int kglue_get_write_access(struct kglue_handle *h, struct kglue_buf *b)
 	return jbd2_journal_get_write_access(to_handle(h), to_bh(b));
 }
 
+/* Under the buffer lock, as ext4 calls it: 6.1's jbd2 asserts the lock
+ * (J_ASSERT_JH(jh, buffer_locked(...)) in jbd2_journal_get_create_access). */
 int kglue_get_create_access(struct kglue_handle *h, struct kglue_buf *b)
 {
-	return jbd2_journal_get_create_access(to_handle(h), to_bh(b));
+	int err;
+
+	lock_buffer(to_bh(b));
+	err = jbd2_journal_get_create_access(to_handle(h), to_bh(b));
+	unlock_buffer(to_bh(b));
+	return err;
 }
 
 int kglue_dirty_metadata(struct kglue_handle *h, struct kglue_buf *b)
