@@ -311,6 +311,20 @@ for k in "${kinds[@]}"; do
     run_case "$k" "$maps"
 done
 if [ $stock = 0 ] && [ "$maps" = yes ]; then
+    # Acceptance 4: the stock kernel (if built: --stock --build-only) on
+    # the last image, whose maps the patched kernel kept: it mounts and
+    # writes, e2fsck stays clean, the maps read as stale.
+    if [ -x "$cache/obj-stock/linux" ]; then
+        img=$run/${kinds[-1]}.img
+        log "${kinds[-1]}: the stock kernel on the image the patched one wrote, seed $((seed + 1))"
+        patched_kernel=$kernel kernel=$cache/obj-stock/linux seed=$((seed + 1))
+        boot "$img"
+        kernel=$patched_kernel seed=$((seed - 1))
+        if grep -q 'jbtree: \|EXT4-fs error' "$run/console"; then grep 'jbtree: \|EXT4-fs error' "$run/console"; die "the stock kernel"; fi
+        stock=1 check_image "$img" stale
+    else
+        log "no stock kernel in $cache/obj-stock: skipping the stock-after-patched check (run --stock --build-only)"
+    fi
     # Without maps the patched kernel is stock; corrupt maps are refused.
     run_case "${kinds[0]}" no
     run_case "${kinds[0]}" corrupt
