@@ -185,6 +185,44 @@ TEST_CASE("canonicalize: the one-sort path merges exactly what the general path 
     }
 }
 
+TEST_CASE("radix_sort: in place, the order std::sort gives, for spread, clustered, equal and huge keys") {
+    struct item {
+        std::uint64_t k;
+        std::uint32_t tie;
+        std::uint32_t id;
+    };
+    auto less = [](const item& a, const item& b) { return std::tie(a.k, a.tie) < std::tie(b.k, b.tie); };
+    std::mt19937_64 rng(5);
+    for (int shape = 0; shape < 6; ++shape) {
+        CAPTURE(shape);
+        for (const std::size_t n : {std::size_t{10}, std::size_t{5000}, std::size_t{200000}}) {
+            CAPTURE(n);
+            std::vector<item> v(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                std::uint64_t k = 0;
+                switch (shape) {
+                case 0: k = rng(); break;                                // the whole 64-bit range
+                case 1: k = rng() % 1000; break;                         // many equal keys
+                case 2: k = 7; break;                                    // all equal
+                case 3: k = (rng() % 2) ? rng() % 100 : ~0ull - rng() % 100; break; // two clusters far apart
+                case 4: k = 1000000 + i; break;                          // sorted already
+                case 5: k = (1ull << 40) - i; break;                     // reversed
+                }
+                v[i] = item{k, static_cast<std::uint32_t>(rng() % 3), static_cast<std::uint32_t>(i)};
+            }
+            std::vector<item> want = v;
+            std::sort(want.begin(), want.end(), less);
+            hosted::radix_sort(v, [](const item& x) { return x.k; }, less);
+            bool same = true;
+            for (std::size_t i = 0; i < n && same; ++i) same = v[i].k == want[i].k && v[i].tie == want[i].tie;
+            CHECK(same);
+            std::vector<bool> seen(n); // a permutation: every element once
+            for (const item& x : v) seen[x.id] = true;
+            CHECK(std::count(seen.begin(), seen.end(), true) == static_cast<std::ptrdiff_t>(n));
+        }
+    }
+}
+
 TEST_CASE("scan_collector: fed as e2fsck walks, it gives scan_filesystem()'s records on generated images") {
     if (!have("mkfs.ext4") || !have("debugfs")) {
         MESSAGE("SKIP: mkfs.ext4 or debugfs not installed");

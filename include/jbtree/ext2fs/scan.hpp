@@ -297,6 +297,15 @@ template <class Progress>
     };
     out = scan_result{};
     const std::uint64_t nblocks = ext2fs_blocks_count(fs->super);
+    {
+        // Room for what the superblock says is in use, generously: growing
+        // a large vector holds the old and the new array at once (at 10
+        // million files that was the build's peak), while capacity never
+        // touched costs address space, not memory.
+        const std::size_t used = fs->super->s_inodes_count - fs->super->s_free_inodes_count;
+        out.rmap.reserve(2 * used + std::size_t{fs->group_desc_count} * 8 + 1024);
+        out.links.reserve(used + used / 4 + 16); // hard links: more names than inodes
+    }
     add_static_metadata(fs, out.rmap);
 
     // Inodes.
