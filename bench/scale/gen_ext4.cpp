@@ -20,6 +20,7 @@
 // the default) with enough inodes (-N) and blocks; the generator refuses
 // otherwise and writes nothing. e2fsck -fn finds the result clean.
 #include "jbtree/ext2fs/libext2fs.hpp"
+#include "jbtree/ext2fs/map_file.hpp"
 
 #include <cinttypes>
 #include <cstdint>
@@ -124,10 +125,7 @@ private:
     std::uint64_t next_, end_;
 };
 
-struct extent {
-    std::uint64_t lblk, pblk, len;
-    bool unwritten;
-};
+using extent = jbtree::ext2fs_adapter::extent_entry;
 
 // One directory's blocks: entries appended in order, each block closed
 // with the checksum tail under metadata_csum.
@@ -238,19 +236,8 @@ struct generator {
         for (const extent& x : ext) nblocks += x.len;
         if (errcode_t e = ext2fs_iblk_set(fs, reinterpret_cast<ext2_inode*>(in), nblocks)) return e;
         if (raw.size() > EXT2_GOOD_OLD_INODE_SIZE) in->i_extra_isize = sizeof(ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE;
-        auto* root = reinterpret_cast<unsigned char*>(in->i_block);
-        put16(root, 0xF30A);
-        put16(root + 2, static_cast<std::uint32_t>(ext.size()));
-        put16(root + 4, 4);
-        put16(root + 6, 0);
-        put32(root + 8, 0);
-        for (std::size_t i = 0; i < ext.size(); ++i) {
-            unsigned char* q = root + 12 + i * 12;
-            put32(q, static_cast<std::uint32_t>(ext[i].lblk));
-            put16(q + 4, static_cast<std::uint32_t>(ext[i].len + (ext[i].unwritten ? 32768 : 0)));
-            put16(q + 6, static_cast<std::uint32_t>(ext[i].pblk >> 32));
-            put32(q + 8, static_cast<std::uint32_t>(ext[i].pblk));
-        }
+        jbtree::ext2fs_adapter::store_extent_node(reinterpret_cast<unsigned char*>(in->i_block), ext.data(), ext.size(),
+                                                  jbtree::ext2fs_adapter::extents_in_inode, 0);
         if (errcode_t e = ext2fs_inode_csum_set(fs, ino, in)) return e;
         ext2fs_inode_alloc_stats2(fs, ino, +1, is_dir ? 1 : 0);
         return tables.put(ino, raw.data());

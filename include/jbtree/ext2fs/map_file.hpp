@@ -44,8 +44,6 @@ inline constexpr std::uint32_t map_inode_marker = 0x4A425452u; // i_generation, 
 // at most 4 extents (or index entries) itself.
 inline constexpr std::uint32_t extent_max_blocks = 32768;
 inline constexpr std::uint32_t extents_in_inode = 4;
-// The longest map file whose extents all fit in the inode (no tree block).
-inline constexpr std::uint64_t map_file_inline_max_blocks = std::uint64_t{extents_in_inode} * extent_max_blocks;
 
 // Tree slots of the maps' volume.
 inline constexpr std::uint32_t map_slot_rmap = 0, map_slot_refcount = 1, map_slot_parent = 2;
@@ -216,6 +214,42 @@ struct map_file_tree_shape {
     return t;
 }
 
+// One entry of an extent-tree node: an extent (in a node of depth 0:
+// logical start, physical start, length, unwritten) or an index entry
+// (depth > 0: the first logical block below it and its child's block).
+struct extent_entry {
+    std::uint64_t lblk = 0, pblk = 0, len = 0;
+    bool unwritten = false;
+};
+
+// Encode an extent-tree node (the inode's i_block, or a tree block) at p:
+// the header (eh_magic 0xF30A, eh_entries, eh_max, eh_depth,
+// eh_generation 0), then 12-byte entries: an extent is ee_block, ee_len
+// (plus 32768 when unwritten), ee_start_hi, ee_start_lo; an index entry
+// ei_block, ei_leaf_lo, ei_leaf_hi, ei_unused. The bytes after the
+// entries are the caller's.
+inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size_t n, std::uint64_t max,
+                              std::uint32_t depth) noexcept {
+    store_le<std::uint16_t>(p, 0xF30A);
+    store_le<std::uint16_t>(p + 2, static_cast<std::uint16_t>(n));
+    store_le<std::uint16_t>(p + 4, static_cast<std::uint16_t>(max));
+    store_le<std::uint16_t>(p + 6, static_cast<std::uint16_t>(depth));
+    store_le<std::uint32_t>(p + 8, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+        unsigned char* q = p + 12 + i * 12;
+        store_le<std::uint32_t>(q, static_cast<std::uint32_t>(e[i].lblk));
+        if (depth == 0) {
+            store_le<std::uint16_t>(q + 4, static_cast<std::uint16_t>(e[i].len + (e[i].unwritten ? 32768 : 0)));
+            store_le<std::uint16_t>(q + 6, static_cast<std::uint16_t>(e[i].pblk >> 32));
+            store_le<std::uint32_t>(q + 8, static_cast<std::uint32_t>(e[i].pblk));
+        } else {
+            store_le<std::uint32_t>(q + 4, static_cast<std::uint32_t>(e[i].pblk));
+            store_le<std::uint16_t>(q + 8, static_cast<std::uint16_t>(e[i].pblk >> 32));
+            store_le<std::uint16_t>(q + 10, 0);
+        }
+    }
+}
+
 // Write the map file's extent tree for the run [first, first + blocks)
 // (logical block 0 at `first`): its tree blocks at tree_first,
 // tree_first + step, ... (step: the cluster size, so that each tree block
@@ -227,59 +261,33 @@ struct map_file_tree_shape {
 // use. A libext2fs error code, or 0.
 [[nodiscard]] inline errcode_t write_map_file_tree(ext2_filsys fs, ext2_ino_t ino, ext2_inode& inode, std::uint64_t first,
                                                    std::uint64_t blocks, std::uint64_t tree_first, std::uint64_t step) {
-    struct entry {
-        std::uint64_t lblk, pblk, len; // len 0: an index entry
-    };
     const std::uint32_t bs = fs->blocksize;
     const std::uint64_t per = extent_entries_per_block(bs);
-    std::vector<entry> level;
+    std::vector<extent_entry> level;
     level.reserve(static_cast<std::size_t>((blocks + extent_max_blocks - 1) / extent_max_blocks));
     for (std::uint64_t l = 0; l < blocks; l += extent_max_blocks)
         level.push_back({l, first + l, std::min<std::uint64_t>(extent_max_blocks, blocks - l)});
-    // Header (eh_magic, eh_entries, eh_max, eh_depth, eh_generation) and
-    // entries: an extent is ee_block, ee_len, ee_start_hi, ee_start_lo;
-    // an index entry ei_block, ei_leaf_lo, ei_leaf_hi, ei_unused.
-    auto fill = [](unsigned char* p, const entry* e, std::size_t n, std::uint64_t max, std::uint32_t depth) {
-        store_le<std::uint16_t>(p, 0xF30A);
-        store_le<std::uint16_t>(p + 2, static_cast<std::uint16_t>(n));
-        store_le<std::uint16_t>(p + 4, static_cast<std::uint16_t>(max));
-        store_le<std::uint16_t>(p + 6, static_cast<std::uint16_t>(depth));
-        store_le<std::uint32_t>(p + 8, 0);
-        for (std::size_t i = 0; i < n; ++i) {
-            unsigned char* q = p + 12 + i * 12;
-            store_le<std::uint32_t>(q, static_cast<std::uint32_t>(e[i].lblk));
-            if (depth == 0) {
-                store_le<std::uint16_t>(q + 4, static_cast<std::uint16_t>(e[i].len));
-                store_le<std::uint16_t>(q + 6, static_cast<std::uint16_t>(e[i].pblk >> 32));
-                store_le<std::uint32_t>(q + 8, static_cast<std::uint32_t>(e[i].pblk));
-            } else {
-                store_le<std::uint32_t>(q + 4, static_cast<std::uint32_t>(e[i].pblk));
-                store_le<std::uint16_t>(q + 8, static_cast<std::uint16_t>(e[i].pblk >> 32));
-                store_le<std::uint16_t>(q + 10, 0);
-            }
-        }
-    };
     std::vector<unsigned char> buf(bs);
     std::uint64_t next = tree_first;
     std::uint32_t depth = 0;
     while (level.size() > extents_in_inode) { // one level of tree blocks, bottom up
-        std::vector<entry> up;
+        std::vector<extent_entry> up;
         up.reserve(static_cast<std::size_t>((level.size() + per - 1) / per));
         for (std::size_t i = 0; i < level.size(); i += per) {
             const std::size_t n = std::min<std::size_t>(per, level.size() - i);
             std::fill(buf.begin(), buf.end(), 0);
-            fill(buf.data(), level.data() + i, n, per, depth);
+            store_extent_node(buf.data(), level.data() + i, n, per, depth);
             if (errcode_t e = ext2fs_extent_block_csum_set(fs, ino, reinterpret_cast<ext3_extent_header*>(buf.data())))
                 return e;
             if (errcode_t e = io_channel_write_blk64(fs->io, next, 1, buf.data())) return e;
-            up.push_back({level[i].lblk, next, 0});
+            up.push_back({level[i].lblk, next});
             next += step;
         }
         level = std::move(up);
         ++depth;
     }
     unsigned char root[sizeof inode.i_block] = {};
-    fill(root, level.data(), level.size(), extents_in_inode, depth);
+    store_extent_node(root, level.data(), level.size(), extents_in_inode, depth);
     std::memcpy(inode.i_block, root, sizeof root);
     return 0;
 }

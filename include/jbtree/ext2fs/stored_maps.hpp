@@ -40,10 +40,10 @@
 #include "jbtree/ext2fs/journal_extents.hpp"
 #include "jbtree/ext2fs/journaled_io.hpp"
 #include "jbtree/ext2fs/map_file.hpp"
-#include "jbtree/hosted/streaming_storage.hpp"
 #include "jbtree/ext2fs/scan.hpp"
 #include "jbtree/hosted/owned_memory.hpp"
 #include "jbtree/hosted/radix_sort.hpp"
+#include "jbtree/hosted/streaming_storage.hpp"
 #include "jbtree/journal/null_journal.hpp"
 #include "jbtree/maps/parent_map.hpp"
 #include "jbtree/maps/refcount_map.hpp"
@@ -203,17 +203,17 @@ inline std::uint64_t realtime_ns(void*) noexcept {
     return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
 }
 
-// Journal memory for an image of block size bs whose maps' volume has
-// bitmap_blocks bitmap blocks; `writing` false for opens that only read
-// (queries: a small cache, it only holds a path of each tree), unless
-// `read_cache_blocks` asks for more (a check reads every tree several
-// times: a cache that holds them all reads each block once).
 // The smallest transaction a volume with `bitmap_blocks` bitmap blocks
 // opens with (twice its bitmap and superblock: volume::open()).
 [[nodiscard]] constexpr std::uint32_t volume_min_transaction_blocks(std::uint32_t bitmap_blocks) noexcept {
     return 2 * (bitmap_blocks + 1);
 }
 
+// Journal memory for an image of block size bs whose maps' volume has
+// bitmap_blocks bitmap blocks; `writing` false for opens that only read
+// (queries: a small cache, it only holds a path of each tree), unless
+// `read_cache_blocks` asks for more (a check reads every tree several
+// times: a cache that holds them all reads each block once).
 // extra_blocks: what a transaction journals besides the volume's bitmap
 // and superblock (a build: libext2fs's allocation of the map file).
 [[nodiscard]] inline hosted::journal_sizes image_journal_sizes(std::uint32_t bs, std::uint32_t bitmap_blocks,
@@ -225,7 +225,7 @@ inline std::uint64_t realtime_ns(void*) noexcept {
     // A volume keeps room in every transaction for all its bitmap blocks
     // and its superblock, and opens only if that is at most half of one:
     // a large map file needs larger transactions (capped by open() at a
-    // quarter of the log: map_file_fits_journal()).
+    // quarter of the log: build_on() refuses a map file too large for it).
     const std::uint32_t tx =
         std::max<std::uint32_t>(writing ? 1024 : 64, volume_min_transaction_blocks(z.bitmap_blocks) + extra_blocks);
     z.max_transaction_blocks = tx;
@@ -853,11 +853,11 @@ namespace detail {
     std::vector<jbd2::log_extent> ext;
     e = journal_extents(fs, ext, &ee);
     const auto next = static_cast<std::uint32_t>(ext.size());
-    std::uint64_t log_blocks = 0; // the journal's length
-    for (const jbd2::log_extent& x : ext) log_blocks += x.count;
     if (e != errc::ok)
         return refuse(e == errc::corrupted ? build_problem::damaged : build_problem::io, e,
                       std::string("the journal inode: ") + describe(e));
+    std::uint64_t log_blocks = 0; // the journal's length
+    for (const jbd2::log_extent& x : ext) log_blocks += x.count;
 
     // 2. Build the trees in memory, numbered as the run they will fill:
     //    the map file's size N is settled here, before any write, and a free

@@ -163,15 +163,14 @@ private:
     // An empty slot, or the least recently used one that is neither pinned
     // nor unwritten; errc::no_memory when every slot is.
     [[nodiscard]] result<std::uint32_t> free_slot() noexcept {
-        std::uint32_t best = no_batch;
-        for (std::uint32_t i = 0; i < slots_.size(); ++i) {
-            const slot& s = slots_[i];
-            if (s.blkno == 0) return i;
+        const slot* best = nullptr;
+        for (const slot& s : slots_) {
+            if (s.blkno == 0) return static_cast<std::uint32_t>(&s - slots_.data());
             if (s.pins || s.unwritten) continue;
-            if (best == no_batch || s.used < slots_[best].used) best = i;
+            if (!best || s.used < best->used) best = &s;
         }
-        if (best == no_batch) return errc::no_memory;
-        return best;
+        if (!best) return errc::no_memory;
+        return static_cast<std::uint32_t>(best - slots_.data());
     }
 
     // Write the batch in block order, each contiguous run in one call.
