@@ -777,6 +777,125 @@ TEST_CASE("build: a map file longer than the inode's 4 extents gets an extent tr
     fs::remove_all(tmp);
 }
 
+// A member's number in the text of a JSON object, nested ones included
+// (the first "name": followed by digits), or -1.
+long long json_number(const std::string& text, const std::string& name) {
+    const std::string pat = "\"" + name + "\":";
+    const std::size_t at = text.find(pat);
+    if (at == std::string::npos) return -1;
+    return std::strtoll(text.c_str() + at + pat.size(), nullptr, 10);
+}
+
+bool dir_is_empty(const fs::path& d) { return fs::is_directory(d) && fs::directory_iterator(d) == fs::directory_iterator(); }
+
+TEST_CASE("build --memory: records spilled to sorted runs give the same map file as all in memory (issue 15)") {
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
+    // 2,400 files in 12 directories, names of 1 to 60 bytes (long ones are
+    // held outside std::string), every 7th with a second name, and
+    // names that repeat across directories; sizes 0 to 40 KiB.
+    const fs::path tree = tmp / "tree";
+    std::string script = "set -e; cd '" + tree.string() + "'; ";
+    fs::create_directories(tree);
+    for (int d = 0; d < 12; ++d) script += "mkdir -p d" + std::to_string(d) + "; ";
+    REQUIRE(run(script) == 0);
+    for (int f = 0; f < 2400; ++f) {
+        const fs::path file = tree / ("d" + std::to_string(f % 12)) / ("f" + std::to_string(f) + std::string(static_cast<std::size_t>(f % 60), 'x'));
+        std::FILE* o = std::fopen(file.c_str(), "wb");
+        REQUIRE(o);
+        const std::string data(static_cast<std::size_t>((f * 977) % 40000), static_cast<char>('a' + f % 26));
+        std::fwrite(data.data(), 1, data.size(), o);
+        std::fclose(o);
+        if (f % 7 == 0) fs::create_hard_link(file, tree / ("d" + std::to_string((f + 1) % 12)) / ("link-" + std::to_string(f)));
+    }
+    const fs::path spill = tmp / "spill";
+    fs::create_directories(spill);
+    auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+    for (const char* mkfs : {"-b 4096", "-b 1024"}) {
+        CAPTURE(mkfs);
+        const fs::path fresh = tmp / "fresh.img", all = tmp / "all.img", bounded = tmp / "bounded.img";
+        fs::remove(fresh);
+        REQUIRE(run("mkfs.ext4 -q -F " + std::string(mkfs) + " -d " + q(tree) + " " + q(fresh) + " 200M >/dev/null 2>&1") == 0);
+        fs::copy_file(fresh, all, fs::copy_options::overwrite_existing);
+        fs::copy_file(fresh, bounded, fs::copy_options::overwrite_existing);
+        const output a = capture(tool + " build --json --memory unlimited " + q(all));
+        INFO(a.out);
+        REQUIRE(a.status == 0);
+        CHECK(json_number(a.out, "rmap_runs") == 0);
+        // 64K: 32 KiB of records at once, read buffers of 4 KiB, 4 runs
+        // merged at a time: many runs and several merge passes.
+        const output b = capture("env TMPDIR=/nonexistent " + tool + " build --json --memory 64K --tmpdir " + q(spill) + " " + q(bounded));
+        INFO(b.out);
+        REQUIRE(b.status == 0);
+        CHECK(json_number(b.out, "rmap_runs") > 4);
+        CHECK(json_number(b.out, "link_runs") > 4);
+        CHECK(json_number(b.out, "merge_passes") >= 2);
+        for (const char* k : {"inodes", "rmap_records", "refcount_records", "parent_records", "first", "blocks", "nodes"})
+            CHECK_MESSAGE(json_number(a.out, k) == json_number(b.out, k), k);
+        CHECK(dir_is_empty(spill)); // unlinked as soon as created
+        // The map files are the same, block for block, after the volume's
+        // superblock (which holds the time of the build).
+        const std::string bs = mkfs[3] == '4' ? "4096" : "1024";
+        for (const fs::path& p : {all, bounded})
+            REQUIRE(run("debugfs -R 'dump <5> " + p.string() + ".map' " + q(p) + " >/dev/null 2>&1") == 0);
+        const std::string ma = slurp(all.string() + ".map"), mb = slurp(bounded.string() + ".map");
+        const std::size_t sb = std::stoul(bs);
+        REQUIRE(ma.size() > sb);
+        CHECK(ma.size() == mb.size());
+        CHECK(ma.compare(sb, std::string::npos, mb, sb, std::string::npos) == 0);
+        CHECK(fsck_n(bounded) == 0);
+        CHECK(run(tool + " check " + q(bounded) + " >/dev/null") == 0);
+        // A rebuild in bounded memory (the old map file's records dropped
+        // as they stream) gives the same counts again; $TMPDIR is the
+        // default directory.
+        const output c = capture("env TMPDIR=" + spill.string() + " " + tool + " build --json --memory 64K " + q(bounded));
+        INFO(c.out);
+        REQUIRE(c.status == 0);
+        CHECK(json_number(c.out, "rmap_runs") > 4);
+        for (const char* k : {"rmap_records", "refcount_records", "parent_records"})
+            CHECK_MESSAGE(json_number(a.out, k) == json_number(c.out, k), k);
+        CHECK(dir_is_empty(spill));
+        CHECK(run(tool + " check " + q(bounded) + " >/dev/null") == 0);
+        // Killed while writing the trees (after the runs were written): no
+        // temporary file is left, and the image is clean after replay.
+        fs::copy_file(fresh, bounded, fs::copy_options::overwrite_existing);
+        CHECK(run("env JBTREE_E2FS_KILL_AFTER_WRITES=5 " + tool + " build --memory 64K --tmpdir " + q(spill) + " " + q(bounded) +
+                  " >/dev/null 2>&1") == 137);
+        CHECK(dir_is_empty(spill));
+        CHECK(fsck_n(bounded) == 0);
+        // A directory that cannot hold the files: refused, nothing written.
+        fs::copy_file(fresh, bounded, fs::copy_options::overwrite_existing);
+        const output r = capture_all(tool + " build --memory 64K --tmpdir /proc " + q(bounded));
+        CHECK(r.status == 3);
+        CHECK(r.out.find("cannot create a temporary file in /proc") != std::string::npos);
+        CHECK(md5(bounded) == md5(fresh));
+    }
+    // --progress: percent of inodes scanned, then of records written, on
+    // stderr only; --json's stdout stays one object.
+    const fs::path img = tmp / "progress.img";
+    REQUIRE(run("mkfs.ext4 -q -F -d " + q(tree) + " " + q(img) + " 200M >/dev/null 2>&1") == 0);
+    const split_output p = capture_split(tool + " build --json --progress --memory 64K " + q(img));
+    REQUIRE(p.status == 0);
+    CHECK(parse_json_object(p.out).ok);
+    CHECK(p.err.find("scanning inodes: 100%") != std::string::npos);
+    CHECK(p.err.find("writing records: 100%") != std::string::npos);
+    CHECK(p.err.find("scanning inodes") < p.err.find("writing records"));
+    // Without --progress and not on a terminal: nothing on stderr.
+    const split_output n = capture_split(tool + " build --json " + q(img));
+    REQUIRE(n.status == 0);
+    CHECK(n.err.empty());
+    // Bad sizes and directories: usage, 2, naming the option.
+    for (const std::string& bad : std::vector<std::string>{"--memory 12Q", "--memory ''", "--memory 1K", "--memory 65535", "--memory -5", "--memory 0x10",
+                                  "--memory 99999999999999999999", "--memory", "--tmpdir /nonexistent", "--tmpdir " + q(img)}) {
+        CAPTURE(bad);
+        const split_output u = capture_split(tool + " build --json " + bad + " " + q(img));
+        CHECK(u.status == 2);
+        CHECK(parse_json_object(u.out)["error"] == "usage");
+        CHECK(u.err.find(bad.substr(0, 8)) != std::string::npos);
+    }
+    fs::remove_all(tmp);
+}
+
 TEST_CASE("build on a filesystem with MMP leaves the MMP block released: e2fsck and the kernel accept it") {
     const fs::path tmp = case_dir_or_skip();
     if (tmp.empty()) return;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // jbtree-e2fs: the jbtree maps on an ext4 image, through libext2fs.
 //
-//   jbtree-e2fs build    [--json] IMAGE            scan, build the three maps, store them in the image
+//   jbtree-e2fs build    [--json] [--min-blocks N] [--memory SIZE] [--tmpdir DIR] [--progress] IMAGE
+//                                                  scan, build the three maps, store them in the image
 //   jbtree-e2fs check    [--json] IMAGE            verify the stored maps against the filesystem
 //   jbtree-e2fs owner    [--json] IMAGE BLOCK...   owners of each block (as debugfs icheck, all owners)
 //   jbtree-e2fs paths    [--json] IMAGE INODE...   every path of each inode (as debugfs ncheck)
@@ -63,6 +64,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -178,7 +180,8 @@ int fail(ecode e, const std::string& text, const std::string& members = {}) {
 }
 int fail(const failure& f, const std::string& members = {}) { return fail(f.code, f.text, members); }
 
-constexpr const char* usage_text = "usage: jbtree-e2fs build [--json] [--min-blocks N] IMAGE\n"
+constexpr const char* usage_text = "usage: jbtree-e2fs build [--json] [--min-blocks N] [--memory SIZE] [--tmpdir DIR]\n"
+                                   "                         [--progress] IMAGE\n"
                                    "       jbtree-e2fs check [--json] IMAGE\n"
                                    "       jbtree-e2fs owner [--json] IMAGE BLOCK...\n"
                                    "       jbtree-e2fs paths [--json] IMAGE INODE...\n"
@@ -209,6 +212,14 @@ int print_help() {
                "\n"
                "  --json     one JSON object on stdout, errors included (not for replay)\n"
                "  --min-blocks N  build: make the map file at least N blocks (room to grow)\n"
+               "  --memory SIZE   build: records held in memory at once (default 256M; K, M, G\n"
+               "             suffixes; at least 64K; 0 or unlimited: all in memory); past it they\n"
+               "             go to sorted runs in temporary files. Peak memory is about SIZE +\n"
+               "             libext2fs's bitmaps (blocks/8 + inodes/8 bytes) + 8 bytes per\n"
+               "             directory + 40 MiB\n"
+               "  --tmpdir DIR    build: where temporary files go (default $TMPDIR, else /tmp);\n"
+               "             they are unlinked as soon as created: nothing is left behind\n"
+               "  --progress      build: progress on stderr (default: when stderr is a terminal)\n"
                "  --help     this text;  --version  the versions of jbtree-e2fs and libext2fs\n"
                "\n"
                "Queries use the stored maps unless they are absent or stale (then they build\n"
@@ -269,6 +280,28 @@ void scan_progress(std::uint64_t done, std::uint64_t total) {
     if (total >= 100000 && isatty(2)) std::fprintf(stderr, "\rscanning inodes: %llu/%llu%s", static_cast<unsigned long long>(done),
                                                     static_cast<unsigned long long>(total), done == total ? "\n" : "");
 }
+
+// build's progress on stderr: "scanning inodes: N%", then "writing
+// records: N%", at most 4 times a second and only when the percent moved
+// (the last line of each always).
+struct percent_meter {
+    const char* what = "";
+    bool tty = false;
+    int last = -1;
+    double last_time = 0;
+    void show(std::uint64_t done, std::uint64_t total) {
+        if (total == 0) return;
+        const int pct = static_cast<int>(done >= total ? 100 : done * 100 / total);
+        const double now = ext2fs_adapter::monotonic_seconds();
+        if (pct == last || (pct != 100 && now - last_time < 0.25)) return;
+        last = pct;
+        last_time = now;
+        // On a terminal one line, rewritten; else a line each.
+        if (tty) std::fprintf(stderr, "\r%s: %3d%%%s", what, pct, pct == 100 ? "\n" : "");
+        else std::fprintf(stderr, "%s: %d%%\n", what, pct);
+        std::fflush(stderr);
+    }
+};
 
 // Scan an open image.
 std::optional<failure> scan_image(ext2_filsys fs, ext2fs_adapter::scan_result& r) {
@@ -470,7 +503,8 @@ int cmd_query(const std::string& cmd, const char* path, const std::vector<std::u
 }
 
 struct build_progress {
-    bool tty = false;
+    bool tty = false; // show progress (stderr a terminal, or --progress)
+    percent_meter scan{"scanning inodes"}, load{"writing records"};
     std::uint64_t writes = 0;
     std::uint64_t kill_after = 0; // JBTREE_E2FS_KILL_AFTER_WRITES: a crash test
 };
@@ -498,20 +532,62 @@ ecode build_error(ext2fs_adapter::build_problem p) {
     return ecode::internal;
 }
 
-int cmd_build(const char* path, std::uint64_t min_blocks) {
+// build's memory options.
+struct build_memory {
+    std::uint64_t bytes = 256ull << 20; // --memory (0: unlimited)
+    std::string tmpdir;                  // --tmpdir, else $TMPDIR, else /tmp
+    bool progress = false;               // --progress
+};
+
+// "256M", "1G", "65536", "unlimited", "0": bytes (0: unlimited); false if
+// not a size.
+bool parse_size(const char* s, std::uint64_t& out) {
+    if (std::strcmp(s, "unlimited") == 0) {
+        out = 0;
+        return true;
+    }
+    std::string digits(s);
+    std::uint64_t mul = 1;
+    if (!digits.empty()) {
+        switch (digits.back()) {
+        case 'k': case 'K': mul = 1ull << 10; break;
+        case 'm': case 'M': mul = 1ull << 20; break;
+        case 'g': case 'G': mul = 1ull << 30; break;
+        case 't': case 'T': mul = 1ull << 40; break;
+        default: break;
+        }
+        if (mul != 1) digits.pop_back();
+    }
+    std::uint64_t v = 0;
+    if (digits.empty() || !parse_u64(digits.c_str(), v) || v > UINT64_MAX / mul) return false;
+    out = v * mul;
+    return true;
+}
+
+int cmd_build(const char* path, std::uint64_t min_blocks, const build_memory& mem) {
     const bool json = session.json;
     build_progress prog;
-    prog.tty = isatty(2);
+    prog.tty = mem.progress || isatty(2);
+    prog.scan.tty = prog.load.tty = isatty(2);
     if (const char* k = std::getenv("JBTREE_E2FS_KILL_AFTER_WRITES")) {
         std::uint64_t v = 0;
         if (!parse_u64(k, v)) return usage_error("JBTREE_E2FS_KILL_AFTER_WRITES is not a number");
         prog.kill_after = v;
     }
     ext2fs_adapter::build_hooks hooks;
-    hooks.progress = [](void*, std::uint64_t d, std::uint64_t t) { scan_progress(d, t); };
+    hooks.progress = [](void* c, std::uint64_t d, std::uint64_t t) {
+        auto* p = static_cast<build_progress*>(c);
+        if (p->tty) p->scan.show(d, t);
+    };
+    hooks.load_progress = [](void* c, std::uint64_t d, std::uint64_t t) {
+        auto* p = static_cast<build_progress*>(c);
+        if (p->tty) p->load.show(d, t);
+    };
     hooks.before_write = &on_build_write;
     hooks.ctx = &prog;
     hooks.min_blocks = min_blocks;
+    hooks.memory = mem.bytes;
+    hooks.tmpdir = mem.tmpdir.c_str();
     ext2fs_adapter::build_report rep;
     std::string why;
     const errc e = ext2fs_adapter::build_stored_maps(path, rep, why, hooks);
@@ -525,9 +601,11 @@ int cmd_build(const char* path, std::uint64_t min_blocks) {
     if (json) {
         std::printf("{\"built\":true,\"inodes\":%" PRIu64 ",\"directories\":%" PRIu64 ",\"rmap_records\":%" PRIu64
                     ",\"refcount_records\":%" PRIu64 ",\"parent_records\":%" PRIu64 ",\"map_file\":{\"inode\":5,\"first\":%" PRIu64
-                    ",\"blocks\":%" PRIu64 ",\"tree_blocks\":%" PRIu64 "},\"nodes\":%" PRIu64 ",\"journaled_fs_blocks\":%" PRIu32 ",\"replaced\":%s}\n",
+                    ",\"blocks\":%" PRIu64 ",\"tree_blocks\":%" PRIu64 "},\"nodes\":%" PRIu64 ",\"journaled_fs_blocks\":%" PRIu32 ",\"replaced\":%s,\"memory\":%" PRIu64
+                    ",\"spilled\":{\"rmap_runs\":%" PRIu64 ",\"link_runs\":%" PRIu64 ",\"merge_passes\":%" PRIu64 "}}\n",
                     rep.inodes, rep.directories, rep.rmap_records, rep.refcount_records, rep.parent_records, rep.first,
-                    rep.blocks, rep.tree_blocks, rep.nodes, rep.journaled, rep.replaced ? "true" : "false");
+                    rep.blocks, rep.tree_blocks, rep.nodes, rep.journaled, rep.replaced ? "true" : "false", mem.bytes,
+                    rep.rmap_runs, rep.link_runs, rep.merge_passes);
         return ok;
     }
     std::printf("%s: maps built from %" PRIu64 " inodes (%" PRIu64 " directories): %" PRIu64 " rmap, %" PRIu64
@@ -785,10 +863,34 @@ int run_command(int argc, char** argv) {
     const std::string cmd = args[0];
     args.erase(args.begin());
     std::uint64_t min_blocks = 0; // build --min-blocks N
+    build_memory mem;
+    if (const char* t = std::getenv("TMPDIR"); t && *t) mem.tmpdir = t;
+    else mem.tmpdir = "/tmp";
     for (std::size_t i = 0; cmd == "build" && i < args.size(); ++i) {
-        if (std::strcmp(args[i], "--min-blocks") != 0) continue;
-        if (i + 1 == args.size() || !parse_u64(args[i + 1], min_blocks))
-            return usage_error("--min-blocks needs a number of blocks");
+        if (std::strcmp(args[i], "--progress") == 0) {
+            mem.progress = true;
+            args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+            --i;
+            continue;
+        }
+        const bool mb = std::strcmp(args[i], "--min-blocks") == 0, me = std::strcmp(args[i], "--memory") == 0,
+                   td = std::strcmp(args[i], "--tmpdir") == 0;
+        if (!mb && !me && !td) continue;
+        if (i + 1 == args.size()) return usage_error(std::string(args[i]) + " needs a value");
+        const char* v = args[i + 1];
+        if (mb && !parse_u64(v, min_blocks)) return usage_error("--min-blocks needs a number of blocks");
+        if (me) {
+            if (!parse_size(v, mem.bytes))
+                return usage_error(std::string("--memory: not a size: ") + v + " (bytes, or with K, M, G: e.g. 256M; unlimited)");
+            if (mem.bytes != 0 && mem.bytes < ext2fs_adapter::min_build_memory)
+                return usage_error(std::string("--memory: ") + v + " is less than the least budget, 64K");
+        }
+        if (td) {
+            struct stat st{};
+            if (*v == 0 || stat(v, &st) != 0 || !S_ISDIR(st.st_mode))
+                return usage_error(std::string("--tmpdir: not a directory: ") + v);
+            mem.tmpdir = v;
+        }
         args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
         --i;
     }
@@ -808,7 +910,7 @@ int run_command(int argc, char** argv) {
     if (cmd == "build" || cmd == "check") {
         if (args.size() != 1) return usage_error(cmd + " takes one IMAGE");
         session.image = args[0];
-        return cmd == "build" ? cmd_build(args[0], min_blocks) : cmd_check(args[0]);
+        return cmd == "build" ? cmd_build(args[0], min_blocks, mem) : cmd_check(args[0]);
     }
     if (cmd == "replay") {
         if (args.size() != 1) return usage_error("replay takes one IMAGE");

@@ -57,8 +57,30 @@ struct scan_result {
     std::vector<scan_link> links;  // in directory order
     std::uint64_t inodes = 0;      // inodes in use
     std::uint64_t directories = 0;
-    std::uint64_t blocks_owned = 0; // sum of rmap record lengths
+    std::uint64_t blocks_owned = 0; // sum of rmap record lengths (0 when spilled to a sink)
 };
+
+// Where a scan in bounded memory puts its records (ext2fs/scan_spill.hpp):
+// once the rmap records pass rmap_limit records, or the links
+// link_limit bytes (link_bytes() each), they are handed to drain_rmap /
+// drain_links (unsorted, as collected), which take them away (the vector
+// is left empty). A drain that fails ends the scan with its error. Once
+// something was drained, the rest is drained at the end of the scan too,
+// and the scan's vector is freed: scan_result then holds only the counts.
+struct scan_sink {
+    std::size_t rmap_limit = 0; // records
+    std::size_t link_limit = 0; // bytes
+    errc (*drain_rmap)(void* ctx, std::vector<rmap_record>& v) = nullptr;
+    errc (*drain_links)(void* ctx, std::vector<scan_link>& v) = nullptr;
+    void* ctx = nullptr;
+    bool rmap_drained = false, links_drained = false; // set by the scan
+};
+
+// What a link costs in memory while collected: the record, its name when
+// longer than a short string holds, and an index entry while it is sorted.
+[[nodiscard]] inline std::size_t link_bytes(const scan_link& l) noexcept {
+    return sizeof(scan_link) + (l.name.size() > 15 ? l.name.size() + 1 : 0) + 32;
+}
 
 namespace detail {
 
@@ -156,6 +178,9 @@ struct dir_walk {
     std::vector<scan_link>* out;
     std::uint64_t dir;
     std::uint32_t gen;
+    scan_sink* sink = nullptr;
+    std::size_t* held = nullptr; // link_bytes() of out's links (with a sink)
+    errc error = errc::ok;       // a drain's
 };
 
 inline int collect_entry(ext2_ino_t, int entry, ext2_dir_entry* dirent, int, int, char*, void* priv) {
@@ -164,6 +189,15 @@ inline int collect_entry(ext2_ino_t, int entry, ext2_dir_entry* dirent, int, int
     const int len = ext2fs_dirent_name_len(dirent);
     if (dirent->inode == 0 || len <= 0) return 0;
     w->out->push_back(scan_link{dirent->inode, w->dir, w->gen, std::string(dirent->name, static_cast<std::size_t>(len))});
+    if (w->sink) {
+        *w->held += link_bytes(w->out->back());
+        if (*w->held > w->sink->link_limit) {
+            w->sink->links_drained = true;
+            *w->held = 0;
+            if ((w->error = w->sink->drain_links(w->sink->ctx, *w->out)) != errc::ok) return DIRENT_ABORT;
+            w->out->clear();
+        }
+    }
     return 0;
 }
 
@@ -231,12 +265,17 @@ inline void canonicalize(std::vector<rmap_record>& v) {
 // The first block a record owns that the block bitmap (fs->block_map,
 // loaded) marks free, or 0 if there is none; *owner_out gets its owner.
 // Blocks before s_first_data_block are not in the bitmap.
+// The same for one record: its first block marked free, or 0.
+[[nodiscard]] inline std::uint64_t first_free_block_of(ext2_filsys fs, const rmap_record& x) noexcept {
+    const std::uint64_t lo = std::max<std::uint64_t>(x.start, fs->super->s_first_data_block), hi = x.start + x.length - 1;
+    blk64_t hole = 0;
+    if (lo <= hi && ext2fs_find_first_zero_block_bitmap2(fs->block_map, lo, hi, &hole) == 0) return hole;
+    return 0;
+}
 [[nodiscard]] inline std::uint64_t first_owned_but_free(ext2_filsys fs, const std::vector<rmap_record>& records,
                                                         std::uint64_t* owner_out = nullptr) {
     for (const rmap_record& x : records) {
-        const std::uint64_t lo = std::max<std::uint64_t>(x.start, fs->super->s_first_data_block), hi = x.start + x.length - 1;
-        blk64_t hole = 0;
-        if (lo <= hi && ext2fs_find_first_zero_block_bitmap2(fs->block_map, lo, hi, &hole) == 0) {
+        if (const std::uint64_t hole = first_free_block_of(fs, x)) {
             if (owner_out) *owner_out = x.owner;
             return hole;
         }
@@ -288,9 +327,11 @@ inline void add_static_metadata(ext2_filsys fs, std::vector<rmap_record>& out) {
     return ino;
 }
 
+// With a sink (scan_sink), the records are handed to it as they pass its
+// limits instead of all being held here: see scan_sink.
 template <class Progress>
 [[nodiscard]] errc scan_filesystem(ext2_filsys fs, scan_result& out, Progress&& progress,
-                                   errcode_t* ext2_error = nullptr) {
+                                   errcode_t* ext2_error = nullptr, scan_sink* sink = nullptr) {
     auto fail = [&](errcode_t e) {
         if (ext2_error) *ext2_error = e;
         return is_damage(e) ? errc::corrupted : errc::io;
@@ -303,8 +344,14 @@ template <class Progress>
         // million files that was the build's peak), while capacity never
         // touched costs address space, not memory.
         const std::size_t used = fs->super->s_inodes_count - fs->super->s_free_inodes_count;
-        out.rmap.reserve(2 * used + std::size_t{fs->group_desc_count} * 8 + 1024);
-        out.links.reserve(used + used / 4 + 16); // hard links: more names than inodes
+        std::size_t rmap_room = 2 * used + std::size_t{fs->group_desc_count} * 8 + 1024;
+        std::size_t link_room = used + used / 4 + 16; // hard links: more names than inodes
+        if (sink) {
+            rmap_room = std::min(rmap_room, sink->rmap_limit + 1);
+            link_room = std::min(link_room, sink->link_limit / (sizeof(scan_link) + 32) + 1);
+        }
+        out.rmap.reserve(rmap_room);
+        out.links.reserve(link_room);
     }
     add_static_metadata(fs, out.rmap);
 
@@ -362,16 +409,36 @@ template <class Progress>
             dirs.push_back(ino);
             dir_gens.push_back(inode.i_generation);
         }
+        if (sink && out.rmap.size() > sink->rmap_limit) {
+            sink->rmap_drained = true;
+            if (const errc de = sink->drain_rmap(sink->ctx, out.rmap); de != errc::ok) {
+                ext2fs_close_inode_scan(scan);
+                return de;
+            }
+            out.rmap.clear();
+        }
     }
     ext2fs_close_inode_scan(scan);
     progress(total, total);
+    if (sink && sink->rmap_drained) { // the rest, and the memory back for the links
+        if (const errc de = sink->drain_rmap(sink->ctx, out.rmap); de != errc::ok) return de;
+        std::vector<rmap_record>().swap(out.rmap);
+    }
 
     // Directory entries.
     out.directories = dirs.size();
+    std::size_t held = 0;
     for (std::size_t i = 0; i < dirs.size(); ++i) {
-        detail::dir_walk w{&out.links, dirs[i], dir_gens[i]};
-        if (errcode_t e = ext2fs_dir_iterate2(fs, dirs[i], 0, nullptr, detail::collect_entry, &w)) return fail(e);
+        detail::dir_walk w{&out.links, dirs[i], dir_gens[i], sink, &held};
+        errcode_t e = ext2fs_dir_iterate2(fs, dirs[i], 0, nullptr, detail::collect_entry, &w);
+        if (w.error != errc::ok) return w.error;
+        if (e) return fail(e);
     }
+    if (sink && sink->links_drained) {
+        if (const errc de = sink->drain_links(sink->ctx, out.links); de != errc::ok) return de;
+        std::vector<scan_link>().swap(out.links);
+    }
+    if (sink && sink->rmap_drained) return errc::ok;
     detail::canonicalize(out.rmap);
     for (const rmap_record& r : out.rmap) out.blocks_owned += r.length;
     return errc::ok;

@@ -41,6 +41,7 @@
 #include "jbtree/ext2fs/journaled_io.hpp"
 #include "jbtree/ext2fs/map_file.hpp"
 #include "jbtree/ext2fs/scan.hpp"
+#include "jbtree/ext2fs/scan_spill.hpp"
 #include "jbtree/hosted/owned_memory.hpp"
 #include "jbtree/hosted/radix_sort.hpp"
 #include "jbtree/hosted/streaming_storage.hpp"
@@ -94,6 +95,99 @@ struct keyed_link {
     return uniq;
 }
 
+// Progress of a load: records written so far of the total (rmap, then
+// parent pointers), called every 65,536 records and at the end.
+struct load_progress {
+    void (*fn)(void* ctx, std::uint64_t done, std::uint64_t total) = nullptr;
+    void* ctx = nullptr;
+    std::uint64_t total = 0, done = 0;
+    void step() noexcept {
+        if (fn && ((++done & 0xFFFF) == 0 || done == total)) fn(ctx, done, total);
+    }
+};
+
+// Bulk-load three empty maps from streams, in one handle: the rmap from
+// rmap_n records of rnext(rec, got) (canonical, in key order) merged with
+// `extra` (e.g. the map file itself), the refcount map swept from that
+// rmap (read back from its tree: no records held), the parent pointers
+// from link_n() records (called once the rmap is loaded) of lnext(key,
+// value, got) in key order; link_hint: their number as far as known before
+// (for progress). A stream
+// returns an errc (its own failure, e.g. reading a spilled run) or sets
+// got false at its end. `what` names the map that failed.
+template <class S, class J, class RmapNext, class LinkCount, class LinkNext>
+[[nodiscard]] errc load_maps_from(std::uint64_t rmap_n, RmapNext&& rnext, const std::vector<rmap_record>& extra,
+                                  std::uint64_t link_hint, LinkCount&& link_count, LinkNext&& lnext, rmap<S, J>& rm, refcount_map<S, J>& rc,
+                                  parent_map<S, J>& pm, typename J::handle& h, const char** what = nullptr,
+                                  load_progress* progress = nullptr) {
+    auto failed = [&](const char* w, errc e) {
+        if (what) *what = w;
+        return e;
+    };
+    load_progress none;
+    load_progress& pr = progress ? *progress : none;
+    pr.total = rmap_n + extra.size() + link_hint;
+    pr.done = 0;
+    std::vector<rmap_record> more = extra;
+    auto key_less = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
+    std::sort(more.begin(), more.end(), key_less);
+    std::size_t x = 0;
+    errc stream_error = errc::ok;
+    rmap_record cur{};
+    bool have = false;
+    std::uint64_t taken = 0;
+    auto fetch = [&]() { // the stream's next record into cur (have false at its end)
+        have = false;
+        if (taken == rmap_n) return true;
+        bool got = false;
+        if ((stream_error = rnext(cur, got)) != errc::ok) return false;
+        if (!got) return true;
+        have = true;
+        ++taken;
+        return true;
+    };
+    if (const std::uint64_t total = rmap_n + more.size(); total) {
+        if (!fetch()) return failed("rmap", stream_error);
+        const errc e = rm.tree().bulk_load(
+            h, total,
+            [&](rmap_key& k, rmap_value& v) {
+                const bool from_extra = x < more.size() && (!have || key_less(more[x], cur));
+                if (!from_extra && !have) return false; // the stream ended early
+                const rmap_record rec = from_extra ? more[x++] : cur;
+                if (!from_extra && !fetch()) return false;
+                k = rec.key();
+                v = rec.value();
+                pr.step();
+                return true;
+            },
+            map_fill_percent);
+        if (stream_error != errc::ok) return failed("rmap", stream_error);
+        if (e != errc::ok) return failed("rmap", e);
+    }
+    std::vector<std::uint64_t> ends(map_sweep_capacity);
+    auto ext = rm.extents();
+    auto n = refcount_map<S, J>::rebuild_count(ext, {ends.data(), ends.size()});
+    if (!n) return failed("refcount", n.error());
+    if (const errc e = rc.rebuild_from_rmap(h, ext, {ends.data(), ends.size()}, *n, map_fill_percent); e != errc::ok)
+        return failed("refcount", e);
+    const std::uint64_t link_n = link_count();
+    if (link_n) {
+        const errc e = pm.tree().bulk_load(
+            h, link_n,
+            [&](parent_key& k, parent_record& v) {
+                bool got = false;
+                if ((stream_error = lnext(k, v, got)) != errc::ok || !got) return false;
+                pr.step();
+                return true;
+            },
+            map_fill_percent);
+        if (stream_error != errc::ok) return failed("parent pointers", stream_error);
+        if (e != errc::ok) return failed("parent pointers", e);
+    }
+    if (pr.fn) pr.fn(pr.ctx, pr.total, pr.total);
+    return errc::ok;
+}
+
 // Bulk-load three empty maps from a scan, in one handle: the rmap from the
 // records (plus `extra`, e.g. the map file itself, merged in key order),
 // the refcount map swept from that rmap, the parent pointers with keys as
@@ -103,53 +197,33 @@ struct keyed_link {
 template <class S, class J>
 [[nodiscard]] errc load_maps(const scan_result& r, const std::vector<rmap_record>& extra, rmap<S, J>& rm,
                              refcount_map<S, J>& rc, parent_map<S, J>& pm, typename J::handle& h,
-                             const char** what = nullptr) {
-    auto failed = [&](const char* w, errc e) {
-        if (what) *what = w;
-        return e;
-    };
-    // The scan's records (in key order) and the few extra ones, merged as
-    // they are loaded: no copy of the scan.
-    std::vector<rmap_record> more = extra;
-    auto key_less = [](const rmap_record& a, const rmap_record& b) { return rmap_traits::compare(a.key(), b.key()) < 0; };
-    std::sort(more.begin(), more.end(), key_less);
-    std::size_t i = 0, x = 0;
-    if (const std::size_t total = r.rmap.size() + more.size(); total) {
-        const errc e = rm.tree().bulk_load(
-            h, total,
-            [&](rmap_key& k, rmap_value& v) {
-                const bool from_extra = x < more.size() && (i == r.rmap.size() || key_less(more[x], r.rmap[i]));
-                const rmap_record& rec = from_extra ? more[x++] : r.rmap[i++];
-                k = rec.key();
-                v = rec.value();
-                return true;
-            },
-            map_fill_percent);
-        if (e != errc::ok) return failed("rmap", e);
-    }
-    std::vector<std::uint64_t> ends(map_sweep_capacity);
-    auto ext = rm.extents();
-    auto n = refcount_map<S, J>::rebuild_count(ext, {ends.data(), ends.size()});
-    if (!n) return failed("refcount", n.error());
-    if (const errc e = rc.rebuild_from_rmap(h, ext, {ends.data(), ends.size()}, *n, map_fill_percent); e != errc::ok)
-        return failed("refcount", e);
-    const std::vector<keyed_link> uniq = keyed_links(r.links);
-    i = 0;
-    if (!uniq.empty()) {
-        const errc e = pm.tree().bulk_load(
-            h, uniq.size(),
-            [&](parent_key& k, parent_record& v) {
-                k = uniq[i].key;
-                v.parent_gen = uniq[i].link->parent_gen;
-                v.name_len = static_cast<std::uint16_t>(uniq[i].link->name.size());
-                std::memcpy(v.name, uniq[i].link->name.data(), v.name_len);
-                ++i;
-                return true;
-            },
-            map_fill_percent);
-        if (e != errc::ok) return failed("parent pointers", e);
-    }
-    return errc::ok;
+                             const char** what = nullptr, load_progress* progress = nullptr) {
+    std::size_t i = 0;
+    std::vector<keyed_link> uniq; // made once the rmap is loaded: never both in memory at once
+    std::size_t j = 0;
+    return load_maps_from(
+        r.rmap.size(),
+        [&](rmap_record& rec, bool& got) {
+            got = i < r.rmap.size();
+            if (got) rec = r.rmap[i++];
+            return errc::ok;
+        },
+        extra, r.links.size(),
+        [&]() -> std::uint64_t {
+            uniq = keyed_links(r.links);
+            return uniq.size();
+        },
+        [&](parent_key& k, parent_record& v, bool& got) {
+            got = j < uniq.size();
+            if (!got) return errc::ok;
+            k = uniq[j].key;
+            v.parent_gen = uniq[j].link->parent_gen;
+            v.name_len = static_cast<std::uint16_t>(uniq[j].link->name.size());
+            std::memcpy(v.name, uniq[j].link->name.data(), v.name_len);
+            ++j;
+            return errc::ok;
+        },
+        rm, rc, pm, h, what, progress);
 }
 
 // Close the filesystem without letting libext2fs write its in-memory
@@ -707,6 +781,11 @@ struct build_report {
     bool wrote = false;                  // blocks were written: tree nodes into free blocks, or more
                                          // (a refusal before the trees are built writes none)
     bool replaced = false;               // an older map file was freed
+    // Bounded memory (build_hooks::memory): sorted runs the scan wrote to
+    // the temporary files, merge passes before the last merge (each
+    // merging up to scan_spill::fan_in() runs into one).
+    std::uint64_t rmap_runs = 0, link_runs = 0, merge_passes = 0;
+    bool gathered = false; // records sharing blocks were gathered in memory
     // Wall time of the phases: open and checks (with reading the bitmaps),
     // scan, building the trees in memory, writing and committing them.
     double open_seconds = 0, scan_seconds = 0, load_seconds = 0, store_seconds = 0;
@@ -722,14 +801,24 @@ struct build_hooks {
     void (*before_write)(void* ctx, std::uint64_t blk, std::uint32_t n) = nullptr;
     void* ctx = nullptr;
     std::uint64_t min_blocks = 0;
+    // Bounded memory: records held at once, in bytes (0: unlimited, every
+    // record in memory); past it they go to sorted runs in temporary files
+    // in `tmpdir` (scan_spill.hpp; created there and unlinked at once), which
+    // must then be given. Only for a build that scans (not a caller's scan).
+    std::uint64_t memory = 0;
+    const char* tmpdir = nullptr;
+    // Progress of writing the trees: records written of the total.
+    void (*load_progress)(void* ctx, std::uint64_t done, std::uint64_t total) = nullptr;
 };
 
 namespace detail {
 
 // Blocks a map file needs for the scan's records, with room to spare.
-[[nodiscard]] inline std::uint64_t map_file_estimate(const scan_result& r, std::uint32_t bs) noexcept {
-    std::uint64_t bytes = r.rmap.size() * 48 + r.rmap.size() / 4 * 24 + 64;
-    for (const scan_link& l : r.links) bytes += 40 + l.name.size();
+// rmap_n: canonical rmap records; links, name_bytes: the scan's links
+// (every one, as found) and the sum of their names' lengths.
+[[nodiscard]] inline std::uint64_t map_file_estimate(std::uint64_t rmap_n, std::uint64_t links, std::uint64_t name_bytes,
+                                                     std::uint32_t bs) noexcept {
+    std::uint64_t bytes = rmap_n * 48 + rmap_n / 4 * 24 + 64 + links * 40 + name_bytes;
     const std::uint64_t nodes = bytes * 100 / (std::uint64_t{bs} * 70) + 16;
     const std::uint64_t bits = std::uint64_t{bs} * 8;
     return nodes + 1 + (nodes + bits) / bits;
@@ -824,13 +913,28 @@ namespace detail {
     //    dropped: they are freed below.
     scan_result own;
     scan_result& r = given ? *given : own;
+    // Bounded memory: records past the budget go to temporary files.
+    std::optional<scan_spill> spill;
+    if (!given && hooks.memory) {
+        if (!hooks.tmpdir) return refuse(build_problem::failed, errc::invalid, "no directory for temporary files");
+        spill.emplace(hooks.memory, hooks.tmpdir);
+        if (const errc se = spill->open(); se != errc::ok)
+            return refuse(build_problem::io, se,
+                          std::string("cannot create a temporary file in ") + hooks.tmpdir + ": " + std::strerror(spill->io_errno()));
+    }
+    auto spill_failed = [&](const char* step) {
+        return refuse(build_problem::io, errc::io,
+                      std::string(step) + " (temporary files in " + (hooks.tmpdir ? hooks.tmpdir : "?") +
+                          "): " + std::strerror(spill->io_errno()));
+    };
     if (!given) {
         errc se = scan_filesystem(
             fs, r,
             [&](std::uint64_t d, std::uint64_t t) {
                 if (hooks.progress) hooks.progress(hooks.ctx, d, t);
             },
-            &ee);
+            &ee, spill ? &spill->sink() : nullptr);
+        if (se == errc::io && spill && spill->io_errno()) return spill_failed("scan: writing records");
         if (se != errc::ok)
             return refuse(se == errc::corrupted ? build_problem::damaged : build_problem::io, se,
                           std::string("scan: ") + describe(se) + (ee ? std::string(": ") + error_message(ee) : std::string()));
@@ -839,12 +943,49 @@ namespace detail {
     // Only blocks the bitmap marks free are written: every block something
     // owns must be marked in use, or a damaged bitmap could hand out a
     // file's block (e2fsck's pass 5 finds and fixes that first).
-    std::uint64_t hole_owner = 0;
-    if (const std::uint64_t hole = first_owned_but_free(fs, r.rmap, &hole_owner))
+    std::uint64_t hole = 0, hole_owner = 0;
+    // The records in memory, or counted in the spilled runs' merge (and
+    // the map file's own, which are freed below, left out as they come).
+    const bool rmap_streamed = spill && spill->rmap_spilled();
+    std::uint64_t rmap_n = 0;
+    if (rmap_streamed) {
+        std::uint64_t ours = 0;
+        if (spill->prepare_rmap([&](const rmap_record& x) {
+                if (x.owner == rmap_owner::jbtree) ++ours;
+                if (!hole && (hole = first_free_block_of(fs, x)) != 0) hole_owner = x.owner;
+                return true;
+            }) != errc::ok)
+            return spill_failed("merging the rmap records");
+        rmap_n = spill->rmap_count() - ours;
+        r.blocks_owned = spill->blocks_owned();
+    } else hole = first_owned_but_free(fs, r.rmap, &hole_owner);
+    if (hole)
         return refuse(build_problem::damaged, errc::corrupted,
                       "block " + std::to_string(hole) + " is in use (owner " + std::to_string(hole_owner) +
                           ") but marked free in the block bitmap: run e2fsck first");
-    std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
+    bool use_stream = rmap_streamed;
+    if (rmap_streamed && spill->shared()) { // canonicalize()'s general path: in memory
+        if (spill->gather_rmap(r.rmap) != errc::ok) return spill_failed("reading the rmap records back");
+        use_stream = false;
+        rep.gathered = true;
+    }
+    if (!use_stream) {
+        std::erase_if(r.rmap, [](const rmap_record& x) { return x.owner == rmap_owner::jbtree; });
+        rmap_n = r.rmap.size();
+    }
+    const bool links_streamed = spill && spill->links_spilled();
+    std::uint64_t link_raw = r.links.size(), link_names = 0;
+    for (const scan_link& l : r.links) link_names += l.name.size();
+    if (links_streamed) {
+        if (spill->prepare_links() != errc::ok) return spill_failed("merging the links");
+        link_raw = spill->raw_links();
+        link_names = spill->raw_name_bytes();
+    }
+    if (spill) {
+        rep.rmap_runs = spill->rmap_store().runs_written();
+        rep.link_runs = spill->link_store().runs_written();
+        rep.merge_passes = spill->rmap_store().merge_passes() + spill->link_store().merge_passes();
+    }
     rep.inodes = r.inodes;
     rep.scan_seconds = lap();
     rep.directories = r.directories;
@@ -888,7 +1029,7 @@ namespace detail {
         return refuse(build_problem::no_space, errc::no_space,
                       "a map file of " + std::to_string(hooks.min_blocks) + " blocks does not fit in a filesystem of " +
                           std::to_string(ext2fs_blocks_count(sb)));
-    std::uint64_t N = std::max<std::uint64_t>(whole_clusters(detail::map_file_estimate(r, bs)), whole_clusters(hooks.min_blocks));
+    std::uint64_t N = std::max<std::uint64_t>(whole_clusters(detail::map_file_estimate(rmap_n, link_raw, link_names, bs)), whole_clusters(hooks.min_blocks));
     blk64_t first = 0;
     std::uint64_t data_start = 0, bm = 0;
     // The extent tree's blocks (none up to 4 extents) follow the run, a
@@ -949,7 +1090,46 @@ namespace detail {
             else own_blocks.push_back(rmap_record{b, 1, rmap_owner::jbtree, 0, 0});
         }
         const char* what = "";
-        e = load_maps(r, own_blocks, *rm, *rc, *pm, *h, &what);
+        load_progress lp{hooks.load_progress, hooks.ctx};
+        std::optional<scan_spill::rmap_stream> rs;
+        std::optional<scan_spill::link_stream> ls;
+        std::size_t ri = 0;
+        std::vector<keyed_link> uniq; // made once the rmap is loaded
+        std::size_t li = 0;
+        if (use_stream && (rs.emplace(), spill->open_rmap(*rs)) != errc::ok) return spill_failed("reading the rmap records");
+        if (links_streamed && (ls.emplace(), spill->open_links(*ls)) != errc::ok) return spill_failed("reading the links");
+        e = load_maps_from(
+            rmap_n,
+            [&](rmap_record& x, bool& got) -> errc {
+                for (;;) {
+                    if (use_stream) {
+                        JBTREE_TRY(rs->next(x, got));
+                    } else {
+                        got = ri < r.rmap.size();
+                        if (got) x = r.rmap[ri++];
+                    }
+                    if (!got || x.owner != rmap_owner::jbtree) return errc::ok; // the old map file: freed below
+                }
+            },
+            own_blocks, links_streamed ? spill->link_count() : r.links.size(),
+            [&]() -> std::uint64_t {
+                if (links_streamed) return spill->link_count();
+                uniq = keyed_links(r.links);
+                return uniq.size();
+            },
+            [&](parent_key& k, parent_record& v, bool& got) -> errc {
+                if (links_streamed) return ls->next(k, v, got);
+                got = li < uniq.size();
+                if (!got) return errc::ok;
+                k = uniq[li].key;
+                v.parent_gen = uniq[li].link->parent_gen;
+                v.name_len = static_cast<std::uint16_t>(uniq[li].link->name.size());
+                std::memcpy(v.name, uniq[li].link->name.data(), v.name_len);
+                ++li;
+                return errc::ok;
+            },
+            *rm, *rc, *pm, *h, &what, &lp);
+        if (e == errc::io && spill && spill->io_errno()) return spill_failed("reading the spilled records");
         if (e == errc::ok && (e = ms->flush()) != errc::ok) {
             why = std::string("writing the maps: ") + describe(e);
             return e;
