@@ -278,4 +278,32 @@ int e4maps_set_owner_data_in(e4maps* m, kglue_handle* kh, const unsigned char* d
     return run_in(m, kh, 0, [](J::handle&) noexcept { return errc::ok; });
 }
 
+void e4maps_stamp_volume(e4maps* m, unsigned char* block, const e4maps_stamp* st) {
+    unsigned char od[jbtree::volume_owner_data_size]{};
+    auto put = [&](std::uint32_t at, std::uint64_t v, std::uint32_t n) noexcept {
+        for (std::uint32_t i = 0; i < n; ++i) od[at + i] = static_cast<unsigned char>(v >> (8 * i));
+    };
+    put(0x00, 0x3445424Au, 4); // "JBE4" (jbtree::ext2fs_adapter::map_stamp_magic)
+    put(0x04, 1, 4);
+    put(0x08, st->fs_wtime, 8);
+    put(0x10, st->fs_mtime, 8);
+    put(0x18, st->kbytes_written, 8);
+    put(0x20, st->free_blocks, 8);
+    put(0x28, st->free_inodes, 4);
+    put(0x2C, st->mnt_count, 4);
+    put(0x30, st->gdt_crc, 4);
+    put(0x38, st->built_at, 8);
+    auto* sb = reinterpret_cast<jbtree::volume_superblock*>(block);
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) {
+        sb->owner_data[i] = od[i];
+        m->owner_data[i] = od[i];
+    }
+    sb->generation.set(sb->generation.get() + 1);
+    sb->checksum.set(jbtree::volume_sb_checksum(block));
+}
+
+uint32_t e4maps_crc32c_raw(uint32_t crc, const void* data, size_t len) {
+    return jbtree::crc32c_raw(crc, static_cast<const unsigned char*>(data), len);
+}
+
 } // extern "C"

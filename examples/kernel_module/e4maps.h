@@ -75,6 +75,23 @@ int e4maps_parent_remove_in(struct e4maps *m, struct kglue_handle *h, uint64_t c
 /* New owner data (the build stamp), written with the anchors in h. */
 int e4maps_set_owner_data_in(struct e4maps *m, struct kglue_handle *h, const unsigned char *data);
 
+/*
+ * The build stamp (docs/format.md section 8: magic "JBE4", version 1) the
+ * filesystem side computes from its superblock and group descriptors at a
+ * clean unmount, after its last superblock write. e4maps_stamp_volume
+ * writes it into `block`, the bytes of the volume superblock (read by the
+ * caller, which writes it back): owner_data, generation + 1, checksum.
+ * Outside any handle: the journal is gone by then.
+ */
+struct e4maps_stamp {
+	uint64_t fs_wtime, fs_mtime, kbytes_written, free_blocks;
+	uint32_t free_inodes, mnt_count, gdt_crc;
+	uint64_t built_at;
+};
+void e4maps_stamp_volume(struct e4maps *m, unsigned char *block, const struct e4maps_stamp *st);
+/* crc32c without inversions (jbtree's crc32c_raw), for the stamp's gdt_crc. */
+uint32_t e4maps_crc32c_raw(uint32_t crc, const void *data, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
