@@ -18,6 +18,15 @@
 #                      maps, and with a corrupt volume superblock)
 #     --map-blocks N   the map file's size (jbtree-e2fs build --min-blocks; default 4096)
 #     --keep           keep the run directory (images, console logs)
+#     --crash N        crash runs instead (acceptance 2): N runs per image kind,
+#                      seeds S..S+N-1, each killing UML (SIGKILL to its process
+#                      group) at a moment the seed picks during the workload,
+#                      then three copies of the image replayed three ways
+#                      (e2fsck -E journal_only, jbtree-e2fs replay, the patched
+#                      kernel's own mount) and checked as after a clean run
+#     --overhead N     N pairs of runs, maps absent and present, same seed, in
+#                      alternating order (acceptance 3): elapsed time and jbd2
+#                      blocks as ratios, min and median
 #
 # Environment: UML_CACHE (default /var/cache/jbtree-uml) holds the pristine
 # unpack, the patched copy and both object directories, reused while the
@@ -30,7 +39,7 @@ set -euo pipefail
 repo=${JBTREE_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 cache=${UML_CACHE:-/var/cache/jbtree-uml}
 jobs=${UML_JOBS:-2}
-stock=0 build_only=0 apply_only=0 ops=2000 seed=1 keep=0 maps=yes map_blocks=4096
+stock=0 build_only=0 apply_only=0 ops=2000 seed=1 keep=0 maps=yes map_blocks=4096 crash=0 overhead=0
 images=4k-csum,1k-csum,4k-nocsum,1k-nocsum
 while [ $# -gt 0 ]; do
     case $1 in
@@ -43,6 +52,8 @@ while [ $# -gt 0 ]; do
     --maps) maps=$2; shift ;;
     --map-blocks) map_blocks=$2; shift ;;
     --keep) keep=1 ;;
+    --crash) crash=$2; shift ;;
+    --overhead) overhead=$2; shift ;;
     *) echo "uml-test: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -175,6 +186,14 @@ check_image() {
     stale) grep -q stale "$out.check" || { cat "$out.check"; die "jbtree-e2fs check $img: maps not reported stale"; } ;;
     absent) grep -q "no maps stored" "$out.check" || { cat "$out.check"; die "jbtree-e2fs check $img: maps not absent"; } ;;
     damaged) [ $st != 0 ] || { cat "$out.check"; die "jbtree-e2fs check $img: corrupt maps not reported"; } ;;
+    kept)
+        # After a crash and a replay outside the kernel: the maps must agree
+        # with the filesystem both ways; only their stamp may read stale
+        # (it is made current at a clean unmount, docs/kernel.md).
+        if grep -E 'problem: ' "$out.check" | grep -qvE 'problem: stale'; then
+            cat "$out.check"; die "jbtree-e2fs check $img: the maps disagree with the filesystem after the replay"
+        fi
+        grep -q 'problem: stale' "$out.check" || [ $st = 0 ] || { cat "$out.check"; die "jbtree-e2fs check $img: status $st"; } ;;
     esac
     # What the patched kernel keeps already must agree even while the rest
     # reads as stale (contrib/linux/uml/keeps: parent, rmap, ...).
@@ -234,35 +253,61 @@ check_image() {
     log "  checked: extent tree of /frag has depth $depth; e2fsck -fn clean, jbtree-e2fs check: maps $expect_maps as expected, $nblocks blocks and $(wc -l <"$out.paths") paths agree with debugfs"
 }
 
-# boot IMG: the init script mounts the image, runs the workload, unmounts
-# and powers off; the UML console goes to $run/console.
-boot() {
-    local img=$1 init=$run/init
+# write_init [MODE]: the init script. workload (default): mount the image,
+# run the workload, sync, print jbd2's statistics, unmount, print the block
+# device's, power off. mount: mount and unmount only (the kernel's own
+# journal replay after a crash). $run/started appears as the workload
+# starts.
+write_init() {
+    local mode=${1:-workload} body
     mkdir -p "$run/mnt" "$run/dev" "$run/proc"
-    cat >"$init" <<EOF
+    if [ "$mode" = mount ]; then
+        body="\$W umount $run/mnt"
+    else
+        body="/bin/date +%s%N >$run/t.start && touch $run/started && \$W run $run/mnt $seed $ops &&
+/bin/date +%s%N >$run/t.end && /bin/sync &&
+cat $run/proc/fs/jbd2/ubda-8/info &&
+\$W umount $run/mnt && grep ' ubda ' $run/proc/diskstats"
+    fi
+    cat >"$run/init" <<EOF
 #!/bin/sh
 W=$run/workload
 \$W mount devtmpfs $run/dev devtmpfs &&
 \$W mount proc $run/proc proc &&
 \$W mount $run/dev/ubda $run/mnt &&
-\$W run $run/mnt $seed $ops &&
-cat $run/proc/fs/jbd2/ubda-8/info &&
-\$W umount $run/mnt
+$body
 echo \$? >$run/status
 \$W poweroff
 EOF
-    chmod +x "$init"
-    rm -f "$run/status"
+    chmod +x "$run/init"
+    rm -f "$run/status" "$run/started" "$run/t.start" "$run/t.end"
+}
+
+# The UML command line on image $1 (the console on stdout).
+uml_cmd() {
+    echo "$kernel" mem=256M rootfstype=hostfs rootflags=/ rw init="$run/init" ubd0="$1" con=null con0=fd:0,fd:1
+}
+
+# boot IMG [MODE]: write_init, then run UML to its power-off; the console
+# goes to $run/console.
+boot() {
+    local img=$1
+    write_init "${2:-workload}"
     local t0
     t0=$(date +%s.%N)
-    timeout 3600 "$kernel" mem=256M rootfstype=hostfs rootflags=/ rw init="$init" ubd0="$img" \
-        con=null con0=fd:0,fd:1 </dev/null >"$run/console" 2>&1 || true
+    timeout 3600 $(uml_cmd "$img") </dev/null >"$run/console" 2>&1 || true
     elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
     [ "$(cat "$run/status" 2>/dev/null)" = 0 ] || { tail -40 "$run/console"; die "the workload failed inside UML"; }
     grep 'workload:' "$run/console" | sed 's/^/uml-test:   /'
-    # jbd2's statistics just before the unmount: transactions and logged
-    # blocks (an average per transaction, times the transactions).
+    # jbd2's statistics after the workload and a sync (every change
+    # committed), before the unmount: transactions and logged blocks (an
+    # average per transaction, rounded by jbd2, times the transactions).
     journal_blocks=$(awk '/transactions \(/ {t = $1} /logged blocks per transaction/ {b = $1} END {print t * b}' "$run/console")
+    # What the block device wrote in all, after the unmount (sectors,
+    # field 10 of /proc/diskstats), in filesystem blocks.
+    local bsz
+    bsz=$(dumpe2fs -h "$img" 2>/dev/null | awk -F: '/^Block size/ {print $2+0}')
+    device_blocks=$(awk -v b="$bsz" '$3 == "ubda" {print int($10 * 512 / b)}' "$run/console")
 }
 
 kind=$([ $stock = 1 ] && echo stock || echo patched)
@@ -296,7 +341,9 @@ run_case() {
     [ "$m" = corrupt ] && corrupt_volume "$img"
     log "$k: $kind kernel, $ops operations, seed $seed, maps $m"
     boot "$img"
-    log "  booted, ran and powered off in ${elapsed}s; jbd2 logged about $journal_blocks blocks"
+    cp "$run/console" "$run/console.$k.$m"
+    log "  booted, ran and powered off in ${elapsed}s; jbd2 logged about $journal_blocks blocks, the device wrote $device_blocks blocks"
+    grep -o "jbtree: [0-9]* changes.*" "$run/console" | sed "s/^/uml-test:   kernel: /" || true
     # Never an fs error, maps or not.
     if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
     # What the kernel said about the maps.
@@ -318,6 +365,149 @@ run_case() {
     fi
     check_image "$img" "$expect"
 }
+
+# ---- crash runs (acceptance 2) -------------------------------------------
+# crash_one KIND SEED: the workload killed at a moment the seed picks, then
+# the image replayed three ways, each on its own copy, and checked.
+# Appends "KIND SEED path pass|fail" lines to $run/crash.results.
+crash_one() {
+    local k=$1 s=$2 img=$run/crash.img
+    make_image "$k" "$img"
+    "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
+    seed=$s
+    write_init workload
+    # The moment: 0 to 90% of the calibrated workload time after it
+    # starts, from the seed (a multiplicative hash, so neighbouring seeds
+    # spread out).
+    local delay_ms=$(( (s * 2654435761 % 4294967296) % (crash_window_ms * 9 / 10) ))
+    setsid $(uml_cmd "$img") umid=jbtree-crash-$$ </dev/null >"$run/console" 2>&1 &
+    local pid=$! waited=0
+    while [ ! -e "$run/started" ] && [ $waited -lt 6000 ] && kill -0 $pid 2>/dev/null; do
+        sleep 0.01; waited=$((waited + 1))
+    done
+    [ -e "$run/started" ] || { kill -KILL -- -$pid 2>/dev/null; wait $pid 2>/dev/null; tail -20 "$run/console"; die "crash run $k seed $s: the workload never started"; }
+    sleep "$(echo "scale=3; $delay_ms / 1000" | bc)"
+    # The whole UML process group (the kernel and its helper processes).
+    kill -KILL -- -$pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    rm -rf "$HOME/.uml/jbtree-crash-$$" # what UML would have removed at its power-off
+    local when=during
+    [ -e "$run/status" ] && when=after
+    cp "$run/console" "$run/console.crash.$k.$s"
+    if grep -q 'EXT4-fs error\|jbtree: .* failed' "$run/console"; then
+        grep 'EXT4-fs error\|jbtree: .* failed' "$run/console"
+        echo "$k $s before-kill fail" >>"$run/crash.results"
+        log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it): the kernel reported a failure before the kill"
+        return
+    fi
+    log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it)); replaying three ways"
+    local path st
+    for path in e2fsck jbtree kernel; do
+        cp --sparse=always "$img" "$run/crash.$path.img"
+        st=0
+        (
+            local c=$run/crash.$path.img
+            case $path in
+            e2fsck)
+                local r=0
+                e2fsck -E journal_only -y "$c" >"$run/replay.out" 2>&1 || r=$?
+                [ $r -le 1 ] || { cat "$run/replay.out"; die "e2fsck -E journal_only: status $r"; }
+                check_image "$c" kept ;;
+            jbtree)
+                "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
+                check_image "$c" kept ;;
+            kernel)
+                boot "$c" mount
+                if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+                grep -q 'jbtree: maps opened.*verified' "$run/console" || { grep -i jbtree "$run/console"; die "the maps were not opened after the replay"; }
+                grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
+                    { grep -i jbtree "$run/console"; die "the maps were not kept to the unmount"; }
+                check_image "$c" fresh ;;
+            esac
+        ) >"$run/crash.log" 2>&1 || st=$?
+        sed 's/^uml-test: /uml-test:   /' "$run/crash.log" | grep -v '^$' | sed "s/^/  [$path] /" | sed 's/^  \[\([a-z0-9]*\)\] uml-test:/uml-test:   [\1]/'
+        if [ $st = 0 ]; then
+            echo "$k $s $path pass" >>"$run/crash.results"
+        else
+            echo "$k $s $path fail" >>"$run/crash.results"
+            cp "$img" "$run/failed.$k.$s.img" 2>/dev/null || true
+        fi
+        rm -f "$run/crash.$path.img"
+    done
+}
+
+if [ "$crash" -gt 0 ]; then
+    [ $stock = 0 ] && [ "$maps" = yes ] || die "--crash runs the patched kernel with maps"
+    IFS=, read -r -a kinds <<<"$images"
+    : >"$run/crash.results"
+    for k in "${kinds[@]}"; do
+        # Calibration: the workload's time on this kind, uninterrupted.
+        make_image "$k" "$run/crash.img"
+        "$tool" build --min-blocks "$map_blocks" "$run/crash.img" >/dev/null
+        boot "$run/crash.img"
+        crash_window_ms=$(( ($(cat "$run/t.end") - $(cat "$run/t.start")) / 1000000 ))
+        [ $crash_window_ms -ge 10 ] || crash_window_ms=10
+        log "$k: calibration: the workload ($ops operations) took $crash_window_ms ms; kills within 90% of that after it starts"
+        for ((i = 0; i < crash; i++)); do
+            crash_one "$k" $((seed + i))
+        done
+    done
+    for k in "${kinds[@]}"; do
+        for path in e2fsck jbtree kernel; do
+            log "$k, replay by $path: $(grep -c "^$k [0-9]* $path pass" "$run/crash.results") passed, $(grep -c "^$k [0-9]* $path fail" "$run/crash.results") failed"
+        done
+        log "$k: $(grep -c "^$k [0-9]* before-kill fail" "$run/crash.results") runs where the kernel reported a failure before the kill"
+    done
+    grep -q 'fail$' "$run/crash.results" && die "some crash runs failed ($run/crash.results)"
+    log "all crash runs passed"
+    exit 0
+fi
+
+# ---- overhead (acceptance 3) ---------------------------------------------
+# over_one KIND MAPS: one run, maps absent (no) or present (yes); appends
+# "KIND MAPS workload-ms elapsed-s journal-blocks device-blocks" to
+# $run/overhead.results.
+over_one() {
+    local k=$1 m=$2 img=$run/over.img
+    make_image "$k" "$img"
+    [ "$m" = yes ] && "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
+    boot "$img" >/dev/null
+    if [ "$m" = yes ]; then
+        grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
+            { grep -i jbtree "$run/console"; die "overhead: the maps were not kept"; }
+    fi
+    local ms=$(( ($(cat "$run/t.end") - $(cat "$run/t.start")) / 1000000 ))
+    echo "$k $m $ms $elapsed $journal_blocks $device_blocks" >>"$run/overhead.results"
+    log "  $k maps $m: workload ${ms} ms (boot to power-off ${elapsed}s), jbd2 logged about $journal_blocks blocks, the device wrote $device_blocks blocks"
+}
+
+if [ "$overhead" -gt 0 ]; then
+    [ $stock = 0 ] && [ "$maps" = yes ] || die "--overhead runs the patched kernel"
+    IFS=, read -r -a kinds <<<"$images"
+    : >"$run/overhead.results"
+    for k in "${kinds[@]}"; do
+        log "$k: $overhead pairs, $ops operations, seed $seed, maps absent and present in alternating order"
+        for ((i = 0; i < overhead; i++)); do
+            if [ $((i % 2)) = 0 ]; then over_one "$k" no; over_one "$k" yes; else over_one "$k" yes; over_one "$k" no; fi
+        done
+        # Ratios per pair (present / absent), then their min and median.
+        awk -v k="$k" '$1 == k && $2 == "no" {n[++a] = $0} $1 == k && $2 == "yes" {y[++b] = $0}
+            END {
+                for (i = 1; i <= a; i++) {
+                    split(n[i], N, " "); split(y[i], Y, " ")
+                    t[i] = Y[3] / N[3]; e[i] = Y[4] / N[4]; j[i] = (N[5] > 0 ? Y[5] / N[5] : 0); d[i] = Y[6] / N[6]
+                    printf "uml-test:   pair %d: workload time %.3fx, boot-to-power-off %.3fx, jbd2 blocks %.3fx, device blocks %.3fx\n", i, t[i], e[i], j[i], d[i]
+                }
+                printf "uml-test: %s over %d pairs: workload time min %.3fx median %.3fx; jbd2 blocks min %.3fx median %.3fx; device blocks min %.3fx median %.3fx (targets 1.10x time, 1.15x journal blocks)\n",
+                    k, a, min(t, a), med(t, a), min(j, a), med(j, a), min(d, a), med(d, a)
+            }
+            function min(v, n,   i, m) { m = v[1]; for (i = 2; i <= n; i++) if (v[i] < m) m = v[i]; return m }
+            function med(v, n,   i, j, x, w) { for (i = 1; i <= n; i++) w[i] = v[i]
+                for (i = 2; i <= n; i++) { x = w[i]; for (j = i - 1; j >= 1 && w[j] > x; j--) w[j + 1] = w[j]; w[j + 1] = x }
+                return n % 2 ? w[(n + 1) / 2] : (w[n / 2] + w[n / 2 + 1]) / 2 }' "$run/overhead.results"
+    done
+    exit 0
+fi
 
 IFS=, read -r -a kinds <<<"$images"
 for k in "${kinds[@]}"; do

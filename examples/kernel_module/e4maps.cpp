@@ -36,7 +36,9 @@ int as_int(errc e) noexcept { return static_cast<int>(e); }
 } // namespace
 
 struct e4maps {
-    e4maps(kglue_fs* f, std::uint32_t seed) noexcept : fs(f), st(f, seed), jr(f) {}
+    // The maps' nodes never leave the map file: freed ones are not revoked
+    // (kernel_journal's revoke_freed), so changes need no revoke credits.
+    e4maps(kglue_fs* f, std::uint32_t seed) noexcept : fs(f), st(f, seed), jr(f, false) {}
 
     kglue_fs* fs;
     S st;
@@ -45,6 +47,7 @@ struct e4maps {
     unsigned char owner_data[jbtree::volume_owner_data_size]{};
     jbtree::tree_anchor written[3]{}; // what the volume superblock holds (in the running transaction)
     bool owner_data_dirty = false;
+    e4maps_stats stats{};
     jbtree::in_place<RM> rm;
     jbtree::in_place<RC> rc;
     jbtree::in_place<PM> pm;
@@ -138,21 +141,31 @@ errc write_anchors(e4maps* m, J::handle& h) noexcept {
 std::uint64_t extra_credits(const e4maps* m) noexcept { return 1 + std::uint64_t{m->geo.bitmap_blocks}; }
 
 // f(handle) inside the caller's running handle, after making sure it has
-// `credits` + extra_credits() left (jbd2_journal_extend if not: 0 or a
-// negative errno, > 0 no room). A failure is returned as it is: nothing is
-// aborted. The caller (ext4) then stops using the maps and leaves them to
-// read as stale: whatever this handle changed in them commits with a stamp
-// that no longer matches the filesystem.
+// `credits` + extra_credits() buffer credits left (no revoke credits: the
+// maps revoke nothing). The caller reserves them when it starts the handle
+// (ext4_jbtree_trans_blocks); only a handle that has used them up is
+// extended here, by the shortfall (jbd2_journal_extend: 0 or a negative
+// errno, > 0 no room: the transaction is full or already committing). A
+// failure is returned as it is: nothing is aborted. The caller (ext4) then
+// stops using the maps and leaves them to read as stale: whatever this
+// handle changed in them commits with a stamp that no longer matches the
+// filesystem.
 template <class F>
 int run_in(e4maps* m, kglue_handle* kh, std::uint64_t credits, F&& f) noexcept {
     if (!kh || credits >= 0x7FFF0000u) return as_int(errc::invalid);
     J::handle h = J::adopt(kh);
+    ++m->stats.changes;
     const std::uint64_t want = credits + extra_credits(m);
     const std::uint32_t left = m->jr.credits_left(h);
     if (left < want) {
         const int more = static_cast<int>(want - left);
-        const int r = kglue_extend(kh, more, more);
-        if (r) return r > 0 ? as_int(errc::no_credits) : r;
+        ++m->stats.extends;
+        m->stats.extend_credits += static_cast<std::uint32_t>(more);
+        const int r = kglue_extend(kh, more, 0);
+        if (r) {
+            ++m->stats.extends_refused;
+            return r > 0 ? as_int(errc::no_credits) : r;
+        }
     }
     h.held = static_cast<std::uint32_t>(extra_credits(m));
     errc e = f(h);
@@ -234,6 +247,8 @@ void e4maps_sizes(e4maps* m, uint64_t* rmap, uint64_t* refcount, uint64_t* paren
     *refcount = m->rc.get().size();
     *parent = m->pm.get().size();
 }
+
+void e4maps_get_stats(const e4maps* m, e4maps_stats* s) { *s = m->stats; }
 
 void e4maps_get_credits(e4maps* m, e4maps_credits* c) {
     const std::uint32_t x = static_cast<std::uint32_t>(extra_credits(m));

@@ -53,10 +53,13 @@ void e4maps_sizes(struct e4maps *m, uint64_t *rmap, uint64_t *refcount, uint64_t
 
 /*
  * Changes inside the caller's running handle (ext4's, the one of the
- * change they mirror). The handle is extended (jbd2_journal_extend) if it
- * has fewer credits left than the change needs (e4maps_get_credits: the
- * trees' worst case at their current heights, the volume superblock and
- * the bitmap blocks; as many revoke credits). A failure is returned, never
+ * change they mirror). The caller reserves the change's buffer credits
+ * when it starts the handle (e4maps_get_credits: the trees' worst case at
+ * their current heights, the volume superblock and the bitmap blocks); no
+ * revoke credits (freed nodes stay in the map file: never revoked). A
+ * handle with fewer credits left is extended (jbd2_journal_extend) by the
+ * shortfall, which fails when its transaction is full or already
+ * committing (-ENOBUFS: that is why the caller reserves). A failure is returned, never
  * turned into a journal abort: the caller stops using the maps, which then
  * read as stale (their stamp is only made current at a clean unmount).
  */
@@ -64,6 +67,12 @@ struct e4maps_credits {
 	uint32_t rmap_map, parent_add, parent_remove;
 };
 void e4maps_get_credits(struct e4maps *m, struct e4maps_credits *c);
+/* What the changes cost since open: calls, handle extends (the caller's
+ * reservation fell short), credits asked that way, extends refused. */
+struct e4maps_stats {
+	uint32_t changes, extends, extend_credits, extends_refused;
+};
+void e4maps_get_stats(const struct e4maps *m, struct e4maps_stats *s);
 int e4maps_rmap_map_in(struct e4maps *m, struct kglue_handle *h, uint64_t start, uint64_t len, uint64_t owner,
 		       uint64_t offset, uint32_t flags);
 int e4maps_rmap_unmap_in(struct e4maps *m, struct kglue_handle *h, uint64_t start, uint64_t len, uint64_t owner,

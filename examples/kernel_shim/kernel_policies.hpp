@@ -14,7 +14,8 @@
 //   get_create_access         kglue_get_create_access (remembered: see forget)
 //   dirty_metadata            kglue_dirty_metadata
 //   forget                    kglue_forget if the block was created in the
-//                             running transaction, else kglue_revoke
+//                             running transaction, else kglue_revoke (or
+//                             nothing: revoke_freed false, see the constructor)
 //   stop                      kglue_stop
 //
 // Freestanding: no exceptions, no RTTI, no allocation, only <cstdint> /
@@ -117,7 +118,14 @@ public:
         kglue_handle* h_ = nullptr;
     };
 
-    explicit kernel_journal(kglue_fs* fs) noexcept : fs_(fs) {}
+    // revoke_freed: a freed block that was logged before is revoked (it
+    // may come back as data, which replay must not overwrite). false: the
+    // blocks only ever serve as journaled metadata of the same owner (the
+    // maps' nodes inside ext4's map file, e4maps.cpp), so replaying an old
+    // copy of a freed one is harmless (it is free, or logged again later
+    // when reused): nothing is revoked, and the handle needs no revoke
+    // credits (credits_left counts buffer credits only).
+    explicit kernel_journal(kglue_fs* fs, bool revoke_freed = true) noexcept : fs_(fs), revoke_(revoke_freed) {}
 
     // A handle of `credits` buffer credits and as many revoke credits: a
     // node can only be freed after the operation counted it among the
@@ -134,7 +142,7 @@ public:
 
     [[nodiscard]] std::uint32_t credits_left(const handle& h) const noexcept {
         const int c = kglue_credits_left(h.get());
-        const int r = kglue_revokes_left(h.get());
+        const int r = revoke_ ? kglue_revokes_left(h.get()) : c;
         // An operation may free every block it touches: it needs both.
         const int both = c < r ? c : r;
         const int held = static_cast<int>(h.held);
@@ -164,6 +172,7 @@ public:
                 c = created_block{};
                 return from_errno(kglue_forget(h.get(), blkno));
             }
+        if (!revoke_) return jbtree::errc::ok;
         return from_errno(kglue_revoke(h.get(), blkno));
     }
     [[nodiscard]] jbtree::errc stop(handle& h) noexcept {
@@ -187,6 +196,7 @@ private:
     static constexpr unsigned ring_size = 64;
 
     kglue_fs* fs_;
+    bool revoke_;
     created_block created_[ring_size]{};
     unsigned next_ = 0;
 };
