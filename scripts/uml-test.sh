@@ -33,13 +33,15 @@
 # tarball, the series, its patches and contrib/linux/uml.config are
 # unchanged (the jbtree objects are rebuilt by make when their sources
 # change); UML_JOBS (default 2); JBTREE_E2FS: a built jbtree-e2fs (default:
-# build it in build/uml-tool).
+# build it in build/uml-tool); UML_MOUNT_OPTS: ext4 mount options inside
+# UML (default none; commit=1 for --crash).
 set -euo pipefail
 
 repo=${JBTREE_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 cache=${UML_CACHE:-/var/cache/jbtree-uml}
 jobs=${UML_JOBS:-2}
 stock=0 build_only=0 apply_only=0 ops=2000 seed=1 keep=0 maps=yes map_blocks=4096 crash=0 overhead=0
+mount_opts=${UML_MOUNT_OPTS:-}
 images=4k-csum,1k-csum,4k-nocsum,1k-nocsum
 while [ $# -gt 0 ]; do
     case $1 in
@@ -274,7 +276,7 @@ cat $run/proc/fs/jbd2/ubda-8/info &&
 W=$run/workload
 \$W mount devtmpfs $run/dev devtmpfs &&
 \$W mount proc $run/proc proc &&
-\$W mount $run/dev/ubda $run/mnt &&
+\$W mount $run/dev/ubda $run/mnt ext4 "$mount_opts" &&
 $body
 echo \$? >$run/status
 \$W poweroff
@@ -376,10 +378,10 @@ crash_one() {
     "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
     seed=$s
     write_init workload
-    # The moment: 0 to 90% of the calibrated workload time after it
+    # The moment: 0 to 80% of the calibrated workload time after it
     # starts, from the seed (a multiplicative hash, so neighbouring seeds
     # spread out).
-    local delay_ms=$(( (s * 2654435761 % 4294967296) % (crash_window_ms * 9 / 10) ))
+    local delay_ms=$(( (s * 2654435761 % 4294967296) % (crash_window_ms * 8 / 10) ))
     setsid $(uml_cmd "$img") umid=jbtree-crash-$$ </dev/null >"$run/console" 2>&1 &
     local pid=$! waited=0
     while [ ! -e "$run/started" ] && [ $waited -lt 6000 ] && kill -0 $pid 2>/dev/null; do
@@ -400,7 +402,7 @@ crash_one() {
         log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it): the kernel reported a failure before the kill"
         return
     fi
-    log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it)); replaying three ways"
+    log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it); replaying three ways"
     local path st
     for path in e2fsck jbtree kernel; do
         cp --sparse=always "$img" "$run/crash.$path.img"
@@ -438,6 +440,9 @@ crash_one() {
 
 if [ "$crash" -gt 0 ]; then
     [ $stock = 0 ] && [ "$maps" = yes ] || die "--crash runs the patched kernel with maps"
+    # A commit every second (ext4's default is 5): a kill then finds
+    # several committed transactions behind it, and one running.
+    mount_opts=${UML_MOUNT_OPTS:-commit=1}
     IFS=, read -r -a kinds <<<"$images"
     : >"$run/crash.results"
     for k in "${kinds[@]}"; do
@@ -447,10 +452,12 @@ if [ "$crash" -gt 0 ]; then
         boot "$run/crash.img"
         crash_window_ms=$(( ($(cat "$run/t.end") - $(cat "$run/t.start")) / 1000000 ))
         [ $crash_window_ms -ge 10 ] || crash_window_ms=10
-        log "$k: calibration: the workload ($ops operations) took $crash_window_ms ms; kills within 90% of that after it starts"
+        log "$k: calibration: the workload ($ops operations) took $crash_window_ms ms; kills within 80% of that after it starts"
+        local_seed0=$seed
         for ((i = 0; i < crash; i++)); do
-            crash_one "$k" $((seed + i))
+            crash_one "$k" $((local_seed0 + i))
         done
+        seed=$local_seed0
     done
     for k in "${kinds[@]}"; do
         for path in e2fsck jbtree kernel; do

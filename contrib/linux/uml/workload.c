@@ -183,8 +183,8 @@ static void one_op(void)
 
 int main(int argc, char **argv)
 {
-	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "mount")) {
-		if (mount(argv[2], argv[3], argc == 5 ? argv[4] : "ext4", 0, "")) {
+	if ((argc >= 4 && argc <= 6) && !strcmp(argv[1], "mount")) {
+		if (mount(argv[2], argv[3], argc >= 5 ? argv[4] : "ext4", 0, argc == 6 ? argv[5] : "")) {
 			fprintf(stderr, "workload: mount %s: %s\n", argv[2], strerror(errno));
 			return 1;
 		}
@@ -220,6 +220,6 @@ int main(int argc, char **argv)
 		printf("workload: %lu operations done, %lu refused as expected\n", done, skipped);
 		return 0;
 	}
-	fprintf(stderr, "usage: workload mount DEV DIR [TYPE] | run DIR SEED OPS | umount DIR | poweroff\n");
+	fprintf(stderr, "usage: workload mount DEV DIR [TYPE [OPTIONS]] | run DIR SEED OPS | umount DIR | poweroff\n");
 	return 2;
 }
