@@ -180,7 +180,8 @@ make_image() {
 # agree with debugfs icheck/ncheck on every block and every inode.
 check_image() {
     local img=$1 expect_maps=$2 out=$run/check
-    e2fsck -fn "$img" >"$out.fsck" 2>&1 || { cat "$out.fsck"; die "e2fsck -fn $img"; }
+    # skip_fsck=1: the caller knows why e2fsck -fn must complain (below).
+    [ "${skip_fsck:-0}" = 1 ] || e2fsck -fn "$img" >"$out.fsck" 2>&1 || { cat "$out.fsck"; die "e2fsck -fn $img"; }
     local st=0
     "$tool" check "$img" >"$out.check" 2>&1 || st=$?
     case $expect_maps in
@@ -406,6 +407,7 @@ crash_one() {
     local path st
     for path in e2fsck jbtree kernel; do
         cp --sparse=always "$img" "$run/crash.$path.img"
+        rm -f "$run/orphans"
         st=0
         (
             local c=$run/crash.$path.img
@@ -417,7 +419,21 @@ crash_one() {
                 check_image "$c" kept ;;
             jbtree)
                 "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
-                check_image "$c" kept ;;
+                # jbtree-e2fs replay replays the journal only; e2fsck -E
+                # journal_only also releases the orphan list, and the
+                # kernel does at its next mount. With an orphan list left,
+                # e2fsck -fn reports its head ("deleted inode has zero
+                # dtime", bitmap differences): skipped and counted apart,
+                # the maps still checked.
+                local orphan
+                orphan=$(dumpe2fs -h "$c" 2>/dev/null | awk -F: '/^First orphan inode/ {print $2 + 0}')
+                if [ "${orphan:-0}" != 0 ]; then
+                    log "  orphan list left by the replay (first orphan inode $orphan): e2fsck -fn not run"
+                    touch "$run/orphans"
+                    skip_fsck=1 check_image "$c" kept
+                else
+                    check_image "$c" kept
+                fi ;;
             kernel)
                 boot "$c" mount
                 if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
@@ -428,7 +444,9 @@ crash_one() {
             esac
         ) >"$run/crash.log" 2>&1 || st=$?
         sed 's/^uml-test: /uml-test:   /' "$run/crash.log" | grep -v '^$' | sed "s/^/  [$path] /" | sed 's/^  \[\([a-z0-9]*\)\] uml-test:/uml-test:   [\1]/'
-        if [ $st = 0 ]; then
+        if [ $st = 0 ] && [ -e "$run/orphans" ]; then
+            echo "$k $s $path orphans" >>"$run/crash.results"
+        elif [ $st = 0 ]; then
             echo "$k $s $path pass" >>"$run/crash.results"
         else
             echo "$k $s $path fail" >>"$run/crash.results"
@@ -461,7 +479,7 @@ if [ "$crash" -gt 0 ]; then
     done
     for k in "${kinds[@]}"; do
         for path in e2fsck jbtree kernel; do
-            log "$k, replay by $path: $(grep -c "^$k [0-9]* $path pass" "$run/crash.results") passed, $(grep -c "^$k [0-9]* $path fail" "$run/crash.results") failed"
+            log "$k, replay by $path: $(grep -c "^$k [0-9]* $path pass" "$run/crash.results") passed, $(grep -c "^$k [0-9]* $path orphans" "$run/crash.results") passed with an orphan list left (e2fsck -fn not run), $(grep -c "^$k [0-9]* $path fail" "$run/crash.results") failed"
         done
         log "$k: $(grep -c "^$k [0-9]* before-kill fail" "$run/crash.results") runs where the kernel reported a failure before the kill"
     done
