@@ -191,3 +191,93 @@ TEST_CASE("interpolated search after a bulk load (full nodes) and at 64 KiB node
         check_against(*t, m, rng, 11);
     }
 }
+
+namespace {
+
+// The same records without NativeU64Keys: the generic decode-and-compare
+// search, the reference for the native one.
+struct generic_traits : u64_map_traits {
+    static constexpr bool native_u64_keys = false;
+};
+static_assert(NativeU64Keys<u64_map_traits>);
+static_assert(!NativeU64Keys<generic_traits>);
+
+template <class T>
+void check_bounds_against_sorted(std::uint32_t block_size, const std::vector<std::uint64_t>& sorted) {
+    CAPTURE(block_size);
+    CAPTURE(sorted.size());
+    S s({block_size, false, 0});
+    J j(s);
+    auto t = btree<T, S, J>::create(s, j, 5);
+    REQUIRE(t);
+    auto h = j.start(unlimited_credits);
+    REQUIRE(h);
+    // Insert in a scrambled order so that nodes split at varied places.
+    std::vector<std::uint64_t> order = sorted;
+    std::mt19937_64 rng(sorted.size() * 31 + block_size);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::uint64_t k : order) REQUIRE(t->insert(*h, k, ~k) == errc::ok);
+    std::vector<std::uint64_t> qs{0, 1, 2, ~0ull, ~0ull - 1, 1ull << 63, (1ull << 63) - 1};
+    for (std::uint64_t k : sorted) {
+        qs.push_back(k);
+        qs.push_back(k - 1);
+        qs.push_back(k + 1);
+    }
+    for (std::uint64_t k : qs) {
+        CAPTURE(k);
+        const auto lb = std::lower_bound(sorted.begin(), sorted.end(), k);
+        const auto ub = std::upper_bound(sorted.begin(), sorted.end(), k);
+        auto f = t->find(k);
+        if (lb != sorted.end() && *lb == k) {
+            REQUIRE(f);
+            REQUIRE(*f == ~k);
+        } else {
+            REQUIRE(f.error() == errc::not_found);
+        }
+        auto c = t->lower_bound(k);
+        REQUIRE(c);
+        REQUIRE(c->at_end() == (lb == sorted.end()));
+        if (lb != sorted.end()) REQUIRE(c->key() == *lb);
+        auto u = t->upper_bound(k);
+        REQUIRE(u);
+        REQUIRE(u->at_end() == (ub == sorted.end()));
+        if (ub != sorted.end()) REQUIRE(u->key() == *ub);
+    }
+}
+
+} // namespace
+
+// The in-node search over the key array (native integer compares, halving
+// to the end) against std::lower_bound / std::upper_bound, and against the
+// generic search: empty tree, one key, every small count around the
+// halving thresholds, keys at 0 and at the maximum, dense runs (keys one
+// apart, so k - 1 and k + 1 are neighbours), and nodes of 512 and 4096
+// bytes (28 and 252 keys per leaf). A map's keys are unique, so there are
+// no duplicates to test.
+TEST_CASE("native u64 key search equals std::lower_bound on edge cases") {
+    std::vector<std::vector<std::uint64_t>> sets;
+    sets.push_back({});
+    sets.push_back({0});
+    sets.push_back({~0ull});
+    sets.push_back({42});
+    sets.push_back({0, ~0ull});
+    for (std::uint64_t n : {2u, 3u, 7u, 8u, 9u, 15u, 16u, 17u, 27u, 28u, 29u, 251u, 252u, 253u, 600u, 3000u}) {
+        std::vector<std::uint64_t> dense, top, spread;
+        for (std::uint64_t i = 0; i < n; ++i) {
+            dense.push_back(i);
+            top.push_back(~0ull - (n - 1) + i);
+            spread.push_back(i * (~0ull / n));
+        }
+        sets.push_back(dense);
+        sets.push_back(top);
+        sets.push_back(spread);
+    }
+    for (auto& v : sets) {
+        std::sort(v.begin(), v.end());
+        v.erase(std::unique(v.begin(), v.end()), v.end());
+        for (std::uint32_t bs : {512u, 4096u}) {
+            check_bounds_against_sorted<u64_map_traits>(bs, v);
+            check_bounds_against_sorted<generic_traits>(bs, v);
+        }
+    }
+}

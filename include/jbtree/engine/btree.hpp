@@ -65,6 +65,20 @@ concept RankedKeys = requires(const typename T::key_type& k) {
     { T::key_rank(k) } noexcept -> std::same_as<std::uint64_t>;
 };
 
+// Optional RecordTraits member: keys are unsigned 64-bit integers stored
+// little-endian in key_size == 8 bytes, ordered as integers,
+//
+//   static constexpr bool native_u64_keys = true;
+//
+// (compare(a, b) is then (a > b) - (a < b) and decode_key a load_le). The
+// in-node search of a fixed layout then compares the key array's words
+// directly (one load and one integer compare per key, which compile to
+// conditional moves and flag adds) instead of decoding each key and
+// calling compare().
+template <class T>
+concept NativeU64Keys = std::same_as<typename T::key_type, std::uint64_t> && T::key_size == 8 &&
+                        requires { requires T::native_u64_keys; };
+
 template <RecordTraits Traits, BlockStorage Storage, class JournalT>
     requires Journal<JournalT, Storage>
 class btree {
@@ -528,10 +542,7 @@ private:
                                        const key_bounds* b = nullptr) noexcept {
         const std::uint32_t cnt = layout_type::count(n);
         if (cnt == 0) return 0;
-        auto before = [&](std::uint32_t i) noexcept { // key i sorts before the result
-            const int c = Traits::compare(key_at(n, leaf, i), k);
-            return upper ? c <= 0 : c < 0;
-        };
+        auto before = [&](std::uint32_t i) noexcept { return key_before(n, leaf, i, k, upper); };
         if constexpr (RankedKeys<Traits>) {
             if (b && !(leaf && layout_type::slotted_leaves) && cnt > 4 * rank_window) {
                 if (b->has_lo && b->has_hi)
@@ -598,10 +609,7 @@ private:
                                        std::uint32_t base, std::uint32_t len) const noexcept {
         const unsigned char* keys = lay_.key(n, leaf, 0);
         const std::size_t stride = leaf && layout_type::slotted_leaves ? 0 : key_size;
-        auto before = [&](std::uint32_t i) noexcept { // key i sorts before the result
-            const int c = Traits::compare(key_at(n, leaf, i), k);
-            return upper ? c <= 0 : c < 0;
-        };
+        auto before = [&](std::uint32_t i) noexcept { return key_before(n, leaf, i, k, upper); };
         const unsigned char* payloads = stride ? lay_.payload(n, leaf, 0) : nullptr;
         const std::uint32_t pstride = layout_type::payload_field_for(leaf);
         // Halve down to a window of at most linear_window keys, then count the
@@ -619,9 +627,34 @@ private:
             base = before(base + half - 1) ? base + half : base;
             len -= half;
         }
+        if constexpr (NativeU64Keys<Traits>) {
+            if (stride) {
+                // Integer keys: keep halving (a load, a compare and a
+                // conditional move per step, on lines already fetched).
+                while (len > 1) {
+                    const std::uint32_t half = len / 2;
+                    base = before(base + half - 1) ? base + half : base;
+                    len -= half;
+                }
+                return base + (len && before(base) ? 1u : 0u);
+            }
+        }
         std::uint32_t ahead = 0;
         for (std::uint32_t i = 0; i < len; ++i) ahead += before(base + i) ? 1u : 0u;
         return base + ahead;
+    }
+    // Key i of node n sorts before the answer of a search for k: key < k
+    // (upper == false) or key <= k (upper == true).
+    [[nodiscard]] JBTREE_HOT bool key_before(const unsigned char* n, bool leaf, std::uint32_t i, const key_type& k,
+                                             bool upper) const noexcept {
+        if constexpr (NativeU64Keys<Traits>) {
+            if (!(leaf && layout_type::slotted_leaves)) { // the fixed layout's key array
+                const std::uint64_t x = load_le<std::uint64_t>(lay_.key(n, leaf, i));
+                return upper ? x <= k : x < k;
+            }
+        }
+        const int c = Traits::compare(key_at(n, leaf, i), k);
+        return upper ? c <= 0 : c < 0;
     }
     [[nodiscard]] JBTREE_HOT std::uint32_t leaf_lower_bound(const unsigned char* n, const key_type& k,
                                                  const key_bounds* b = nullptr) noexcept {

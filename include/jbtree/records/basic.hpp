@@ -25,6 +25,8 @@ struct u64_codec {
     [[nodiscard]] static int compare(const key_type& a, const key_type& b) noexcept { return (a > b) - (a < b); }
     // RankedKeys: searches inside a node interpolate between its bounds.
     [[nodiscard]] static std::uint64_t key_rank(const key_type& k) noexcept { return k; }
+    // NativeU64Keys: the in-node search compares the key array's words.
+    static constexpr bool native_u64_keys = true;
 };
 
 struct u64_map_traits : u64_codec {
