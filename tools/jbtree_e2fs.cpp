@@ -212,11 +212,11 @@ int print_help() {
                "\n"
                "  --json     one JSON object on stdout, errors included (not for replay)\n"
                "  --min-blocks N  build: make the map file at least N blocks (room to grow)\n"
-               "  --memory SIZE   build: records held in memory at once (default 256M; K, M, G\n"
+               "  --memory SIZE   build: records held in memory at once (default 32M; K, M, G\n"
                "             suffixes; at least 64K; 0 or unlimited: all in memory); past it they\n"
-               "             go to sorted runs in temporary files. Peak memory is about SIZE +\n"
-               "             libext2fs's bitmaps (blocks/8 + inodes/8 bytes) + 8 bytes per\n"
-               "             directory + 40 MiB\n"
+               "             go to sorted runs in temporary files. Peak memory is at most about\n"
+               "             SIZE + libext2fs's bitmaps ((blocks + inodes) / 8 bytes) + 8 bytes\n"
+               "             per directory + 25 MiB\n"
                "  --tmpdir DIR    build: where temporary files go (default $TMPDIR, else /tmp);\n"
                "             they are unlinked as soon as created: nothing is left behind\n"
                "  --progress      build: progress on stderr (default: when stderr is a terminal)\n"
@@ -534,7 +534,7 @@ ecode build_error(ext2fs_adapter::build_problem p) {
 
 // build's memory options.
 struct build_memory {
-    std::uint64_t bytes = 256ull << 20; // --memory (0: unlimited)
+    std::uint64_t bytes = 32ull << 20; // --memory (0: unlimited)
     std::string tmpdir;                  // --tmpdir, else $TMPDIR, else /tmp
     bool progress = false;               // --progress
 };

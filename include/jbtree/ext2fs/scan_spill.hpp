@@ -148,12 +148,14 @@ public:
     // Links drained (raw: as the scan found them) and their names' bytes.
     [[nodiscard]] std::uint64_t raw_links() const noexcept { return raw_links_; }
     [[nodiscard]] std::uint64_t raw_name_bytes() const noexcept { return raw_name_bytes_; }
-    // Runs merged at once: a quarter of the budget in read buffers.
+    // Runs merged at once: a quarter of the budget in read buffers of
+    // budget / 256 (4 KiB to 1 MiB) each: 64 runs for budgets from 1 MiB
+    // to 256 MiB.
     [[nodiscard]] std::size_t fan_in() const noexcept {
         return std::max<std::size_t>(2, static_cast<std::size_t>(budget_ / 4 / buffer_bytes()));
     }
     [[nodiscard]] std::size_t buffer_bytes() const noexcept {
-        return static_cast<std::size_t>(std::clamp<std::uint64_t>(budget_ / 64, 4096, 1 << 20));
+        return static_cast<std::size_t>(std::clamp<std::uint64_t>(budget_ / 256, 4096, 1 << 20));
     }
 
     // ---- the canonical rmap stream -------------------------------------------------------
