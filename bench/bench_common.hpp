@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Shared helpers of the on-file benchmarks (bench_journal.cpp,
-// bench_recovery.cpp): I/O meters, the filesystem check, the memory a
+// bench_recovery.cpp, bench_e2fs.cpp): clocks, I/O meters, the filesystem check, the memory a
 // jbtree volume works in, and a little argument parsing.
 //
 //   proc_write_bytes()    write_bytes of /proc/self/io: bytes this process
@@ -44,6 +44,20 @@ using clock_type = std::chrono::steady_clock;
 
 inline double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// This thread's CPU time in seconds. On a shared machine it leaves out the
+// time other processes hold the core (not their cache and memory traffic):
+// JBTREE_BENCH_CLOCK=cpu (cpu_clock_requested()) selects it for timed
+// regions that do no I/O.
+inline double thread_cpu_seconds() noexcept {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+inline bool cpu_clock_requested() noexcept {
+    const char* c = std::getenv("JBTREE_BENCH_CLOCK");
+    return c && std::strcmp(c, "cpu") == 0;
 }
 
 // write_bytes from /proc/self/io, or -1.
