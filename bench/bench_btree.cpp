@@ -43,6 +43,8 @@
 // live heap bytes added by the fill / n). For jbtree this is its blocks
 // (all 4096 bytes each, free-listed blocks included) plus the block table.
 
+#include "bench_common.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <absl/container/btree_map.h>
@@ -340,14 +342,7 @@ struct frozenca_map {
 // leaves out the time other processes hold the core (not their cache and
 // memory traffic).
 bool g_cpu_clock = false;
-inline double now_seconds() noexcept {
-    if (g_cpu_clock) {
-        timespec t{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-    }
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+inline double now_seconds() noexcept { return benchio::clock_seconds(g_cpu_clock); }
 struct stopwatch {
     double t0 = now_seconds();
     [[nodiscard]] double seconds() const noexcept { return now_seconds() - t0; }
@@ -553,8 +548,7 @@ void register_container(std::size_t n) {
 
 int main(int argc, char** argv) {
     const std::size_t max_n = max_n_from_env();
-    const char* clock_env = std::getenv("JBTREE_BENCH_CLOCK");
-    g_cpu_clock = clock_env && std::strcmp(clock_env, "cpu") == 0;
+    g_cpu_clock = benchio::cpu_clock_requested();
     const char* ns_env = std::getenv("JBTREE_BENCH_NODE_SIZES");
     const bool node_sizes = ns_env && std::strcmp(ns_env, "1") == 0;
     // n = 1e3, 1e4, ... <= max_n (just max_n when it is below 1e3).

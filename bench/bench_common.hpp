@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Shared helpers of the on-file benchmarks (bench_journal.cpp,
-// bench_recovery.cpp, bench_e2fs.cpp): clocks, I/O meters, the filesystem check, the memory a
+// bench_recovery.cpp, bench_e2fs.cpp; bench_btree.cpp for the clocks):
+// clocks, I/O meters, the filesystem check, the memory a
 // jbtree volume works in, and a little argument parsing.
 //
 //   proc_write_bytes()    write_bytes of /proc/self/io: bytes this process
@@ -58,6 +59,12 @@ inline double thread_cpu_seconds() noexcept {
 inline bool cpu_clock_requested() noexcept {
     const char* c = std::getenv("JBTREE_BENCH_CLOCK");
     return c && std::strcmp(c, "cpu") == 0;
+}
+// Seconds on the clock a timed region uses: thread CPU time (cpu) or wall
+// time (steady_clock); only differences between two readings mean anything.
+inline double clock_seconds(bool cpu) noexcept {
+    if (cpu) return thread_cpu_seconds();
+    return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count();
 }
 
 // write_bytes from /proc/self/io, or -1.

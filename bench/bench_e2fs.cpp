@@ -244,10 +244,7 @@ int main(int argc, char** argv) {
     };
     std::vector<double> q_owner, q_paths, s_owner, s_paths, d_owner, d_paths;
     const bool cpu_clock = benchio::cpu_clock_requested();
-    auto query_clock = [cpu_clock] {
-        return cpu_clock ? benchio::thread_cpu_seconds()
-                         : std::chrono::duration<double>(clk::now().time_since_epoch()).count();
-    };
+    auto query_clock = [cpu_clock] { return benchio::clock_seconds(cpu_clock); };
     for (int i = 0; i < samples; ++i) {
         const std::uint64_t b = blocks[static_cast<std::size_t>(i)], ino = inodes[static_cast<std::size_t>(i)];
         // In-process, maps open: many repetitions for a stable figure.
