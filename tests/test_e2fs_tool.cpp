@@ -7,6 +7,9 @@
 #include "test_support.hpp"
 #include "ext4_image.hpp"
 
+#include <jbtree/ext2fs/map_file.hpp>
+#include <jbtree/volume/volume.hpp>
+
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -1123,6 +1126,136 @@ TEST_CASE("--json: every failure is one JSON object on stdout (error code, messa
         const std::string bad_before = md5(badjournal);
         expect_failure("replay " + q(badjournal), "journal_refused", 4, modes::text_only);
         CHECK(md5(badjournal) == bad_before);
+    }
+    fs::remove_all(tmp);
+}
+
+namespace {
+namespace xa = jbtree::ext2fs_adapter;
+
+// The image's state as a full stamp, and its map file's first block.
+bool stamp_now(const fs::path& img, xa::map_stamp& now, std::uint64_t& first) {
+    ext2_filsys fsys = nullptr;
+    if (ext2fs_open(img.c_str(), 0, 0, 0, unix_io_manager, &fsys) != 0) return false;
+    xa::map_file mf;
+    const bool ok = xa::locate_map_file(fsys, mf) == jbtree::errc::ok && mf.state == xa::map_file_state::present;
+    now = xa::stamp_of(fsys);
+    first = mf.first;
+    ext2fs_close_free(&fsys);
+    return ok;
+}
+
+// The maps' volume superblock given `st` as owner_data (checksum resealed),
+// written in place as the patched kernel's journal would leave it.
+bool write_stamp(const fs::path& img, const xa::map_stamp& st) {
+    ext2_filsys fsys = nullptr;
+    if (ext2fs_open(img.c_str(), EXT2_FLAG_RW, 0, 0, unix_io_manager, &fsys) != 0) return false;
+    xa::map_file mf;
+    bool ok = xa::locate_map_file(fsys, mf) == jbtree::errc::ok && mf.state == xa::map_file_state::present;
+    std::vector<unsigned char> blk(fsys->blocksize);
+    ok = ok && io_channel_read_blk64(fsys->io, mf.first, 1, blk.data()) == 0;
+    if (ok) {
+        auto* sb = reinterpret_cast<jbtree::volume_superblock*>(blk.data());
+        std::memcpy(sb->owner_data, &st, sizeof st);
+        sb->checksum.set(jbtree::volume_sb_checksum(blk.data()));
+        ok = io_channel_write_blk64(fsys->io, mf.first, 1, blk.data()) == 0;
+    }
+    ext2fs_close_free(&fsys); // writes nothing else: the filesystem is unchanged
+    return ok;
+}
+} // namespace
+
+TEST_CASE("the live stamp (version 2): fresh while the superblock names its mount; stale after another mount, abandoned or unknown flags") {
+    // stamp_matches on its own.
+    xa::map_stamp full{};
+    full.magic.set(xa::map_stamp_magic);
+    full.version.set(xa::map_stamp_full);
+    full.fs_wtime.set(1000);
+    full.fs_mtime.set(0x1'2345'6789ull);
+    full.kbytes_written.set(77);
+    full.free_blocks.set(5000);
+    full.free_inodes.set(300);
+    full.mnt_count.set(7);
+    full.gdt_crc.set(0xABCD);
+    CHECK(xa::stamp_matches(full, full));
+    const xa::map_stamp live = xa::live_stamp(7, 0x1'2345'6789ull, 42);
+    CHECK(live.version.get() == 2);
+    CHECK(live.free_blocks.get() == 0);
+    CHECK(xa::stamp_matches(live, full));
+    xa::map_stamp later = full; // the superblock written, blocks allocated: the same mount
+    later.fs_wtime.set(2000);
+    later.kbytes_written.set(99);
+    later.free_blocks.set(4000);
+    later.gdt_crc.set(0x1234);
+    CHECK(xa::stamp_matches(live, later));
+    CHECK(!xa::stamp_matches(full, later));
+    xa::map_stamp remounted = later;
+    remounted.mnt_count.set(8);
+    CHECK(!xa::stamp_matches(live, remounted));
+    remounted = later;
+    remounted.fs_mtime.set(0x1'2345'678Aull); // same count, another mount time (e2fsck reset the count since)
+    CHECK(!xa::stamp_matches(live, remounted));
+    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 42, xa::map_stamp_abandoned), full));
+    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 42, 2), full)); // a flag this reader does not know
+    xa::map_stamp v3 = live;
+    v3.version.set(3);
+    CHECK(!xa::stamp_matches(v3, full));
+    xa::map_stamp nomagic = live;
+    nomagic.magic.set(0);
+    CHECK(!xa::stamp_matches(nomagic, full));
+    CHECK(!xa::stamp_matches(full, live)); // `now` is always a full stamp
+
+    // Through jbtree-e2fs check, on an image whose maps carry a live stamp.
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
+    const fs::path tree = tmp / "tree";
+    fs::create_directories(tree / "d");
+    for (int f = 1; f <= 10; ++f)
+        REQUIRE(run("head -c " + std::to_string(f * 3001) + " /dev/urandom > '" + (tree / "d" / ("f" + std::to_string(f))).string() + "'") == 0);
+    auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+    const fs::path img = tmp / "maps.img";
+    REQUIRE(run("mkfs.ext4 -q -F -d " + q(tree) + " " + q(img) + " 16M >/dev/null 2>&1") == 0);
+    REQUIRE(run(tool + " build " + q(img) + " >/dev/null 2>&1") == 0);
+    xa::map_stamp now{};
+    std::uint64_t first = 0;
+    REQUIRE(stamp_now(img, now, first));
+    auto copy_with = [&](const std::string& name, const xa::map_stamp& st) {
+        const fs::path p = tmp / name;
+        fs::copy_file(img, p, fs::copy_options::overwrite_existing);
+        REQUIRE(write_stamp(p, st));
+        return p;
+    };
+    SUBCASE("naming the superblock's mount: fresh, and stays fresh as the filesystem changes through the maps") {
+        const fs::path p = copy_with("live.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1));
+        const output o = capture_all(tool + " check " + q(p));
+        CHECK_MESSAGE(o.status == 0, o.out);
+        CHECK(o.out.find("stale") == std::string::npos);
+        CHECK(fsck_n(p) == 0);
+    }
+    SUBCASE("another mount since (s_mnt_count changed): stale, saying so") {
+        const fs::path p = copy_with("remounted.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1));
+        REQUIRE(run("tune2fs -C " + std::to_string(now.mnt_count.get() + 1) + " " + q(p) + " >/dev/null 2>&1") == 0);
+        const output o = capture_all(tool + " check " + q(p));
+        CHECK(o.status == 4);
+        CHECK_MESSAGE(o.out.find("kept live by the kernel during mount " + std::to_string(now.mnt_count.get())) !=
+                          std::string::npos, o.out);
+        expect_failure("check " + q(p), "stale_maps", 4);
+    }
+    SUBCASE("another mount time, abandoned, unknown flags: stale") {
+        const fs::path a = copy_with("mtime.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get() + 1, 1));
+        expect_failure("check " + q(a), "stale_maps", 4);
+        const fs::path b = copy_with("abandoned.img",
+                                     xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1, xa::map_stamp_abandoned));
+        const output o = capture_all(tool + " check " + q(b));
+        CHECK(o.status == 4);
+        CHECK_MESSAGE(o.out.find("the kernel stopped keeping them") != std::string::npos, o.out);
+        const fs::path c = copy_with("flags.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1, 4));
+        expect_failure("check " + q(c), "stale_maps", 4);
+    }
+    SUBCASE("what it cannot see: a change outside the kernel that leaves the mount named (check still finds it)") {
+        const fs::path p = copy_with("outside.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1));
+        REQUIRE(run("debugfs -w -R 'ln /d/f1 /d/another-name' " + q(p) + " >/dev/null 2>&1") == 0);
+        expect_failure("check " + q(p), "maps_inconsistent", 4);
     }
     fs::remove_all(tmp);
 }

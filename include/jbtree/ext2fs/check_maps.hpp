@@ -92,6 +92,16 @@ void report(Sink& sink, map_check_summary& s, map_check_kind k, errc cause, std:
 // Why the maps are stale, in words ("mounted since; allocation changed").
 [[nodiscard]] inline std::string describe_staleness(const map_stamp& st, const map_stamp& now) {
     std::string d;
+    if (st.version.get() == map_stamp_live) {
+        // Kept live by the kernel: stale once another mount happened, or
+        // once the kernel gave them up.
+        if (st.flags.get() & map_stamp_abandoned) return "the kernel stopped keeping them: a change of the maps failed";
+        if (st.flags.get() != 0) return "unknown live stamp flags";
+        return "kept live by the kernel during mount " + std::to_string(st.mnt_count.get()) +
+               ", the superblock now names mount " + std::to_string(now.mnt_count.get()) +
+               (st.mnt_count.get() == now.mnt_count.get() ? " with another mount time" : "");
+    }
+    if (st.version.get() != map_stamp_full) return "stamp version " + std::to_string(st.version.get()) + " unknown";
     if (st.mnt_count.get() != now.mnt_count.get() || st.fs_mtime.get() != now.fs_mtime.get()) d += "mounted since; ";
     if (st.fs_wtime.get() != now.fs_wtime.get() || st.kbytes_written.get() != now.kbytes_written.get())
         d += "superblock written since; ";

@@ -15,9 +15,17 @@
 // it; the kernel never reads inode 5 (only EXT4_IOC_SWAP_BOOT does, and an
 // image whose inode 5 is in use for that is refused: "foreign").
 //
-// The volume's owner_data holds a map_stamp: what the filesystem looked
-// like right after the build, so that a later change of the filesystem
-// (a mount, a write through libext2fs, a repair) shows the maps as stale.
+// The volume's owner_data holds a map_stamp. Version 1, the full stamp:
+// what the filesystem looked like right after the build (or, written by
+// the patched kernel, right after its clean unmount), so that a later
+// change of the filesystem (a mount, a write through libext2fs, a repair)
+// shows the maps as stale. Version 2, the live stamp: written by the
+// patched kernel (contrib/linux/) in its first handle after it opens the
+// maps at mount, "kept live since mount M", M named by the s_mnt_count and
+// s_mtime that mount wrote into the superblock; the maps are then current
+// at every commit of the journal, so after a crash and any replay they
+// are fresh while the superblock still names that mount (docs/kernel.md,
+// "Crashes").
 //
 // Needs libext2fs (pkg-config ext2fs); not part of the freestanding core.
 #pragma once
@@ -48,10 +56,11 @@ inline constexpr std::uint32_t extents_in_inode = 4;
 // Tree slots of the maps' volume.
 inline constexpr std::uint32_t map_slot_rmap = 0, map_slot_refcount = 1, map_slot_parent = 2;
 
-// The volume's owner_data (64 bytes, little-endian).
+// The volume's owner_data (64 bytes, little-endian). Version 2 uses
+// fs_mtime, mnt_count, flags and built_at; its other fields are zero.
 struct map_stamp {
     le32 magic;          // 0x00 map_stamp_magic
-    le32 version;        // 0x04 1
+    le32 version;        // 0x04 map_stamp_full (1) or map_stamp_live (2)
     le64 fs_wtime;       // 0x08 s_wtime (with s_wtime_hi) after the build
     le64 fs_mtime;       // 0x10 s_mtime (with s_mtime_hi): the last mount
     le64 kbytes_written; // 0x18 s_kbytes_written
@@ -59,18 +68,39 @@ struct map_stamp {
     le32 free_inodes;    // 0x28 free inodes count
     le32 mnt_count;      // 0x2C s_mnt_count
     le32 gdt_crc;        // 0x30 crc32c of every group descriptor
-    le32 reserved;       // 0x34
-    le64 built_at;       // 0x38 when the build committed (seconds since the epoch)
+    le32 flags;          // 0x34 version 1: zero; version 2: map_stamp_abandoned
+    le64 built_at;       // 0x38 when the build committed / the stamp was written (seconds since the epoch)
 };
 static_assert(sizeof(map_stamp) == volume_owner_data_size);
 inline constexpr std::uint32_t map_stamp_magic = 0x3445424Au; // "JBE4"
+inline constexpr std::uint32_t map_stamp_full = 1;            // the filesystem as it was
+inline constexpr std::uint32_t map_stamp_live = 2;            // kept live since a mount
+// Version 2's flags: the kernel stopped keeping the maps during that mount
+// (a change of the maps failed): never fresh again.
+inline constexpr std::uint32_t map_stamp_abandoned = 1;
+
+// A live stamp (version 2): the maps kept by the kernel since the mount
+// that wrote s_mnt_count = mnt_count and s_mtime = mtime (with
+// s_mtime_hi) into the superblock. The patched kernel writes it (in C,
+// contrib/linux/); this is its layout, for tools and tests.
+[[nodiscard]] inline map_stamp live_stamp(std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t written_at,
+                                          std::uint32_t flags = 0) noexcept {
+    map_stamp m{};
+    m.magic.set(map_stamp_magic);
+    m.version.set(map_stamp_live);
+    m.fs_mtime.set(mtime);
+    m.mnt_count.set(mnt_count);
+    m.flags.set(flags);
+    m.built_at.set(written_at);
+    return m;
+}
 
 // The filesystem's state as a stamp (built_at left 0).
 [[nodiscard]] inline map_stamp stamp_of(ext2_filsys fs) noexcept {
     ext2_super_block* s = fs->super; // libext2fs's accessors take it non-const
     map_stamp m{};
     m.magic.set(map_stamp_magic);
-    m.version.set(1);
+    m.version.set(map_stamp_full);
     m.fs_wtime.set(s->s_wtime | (std::uint64_t{s->s_wtime_hi} << 32));
     m.fs_mtime.set(s->s_mtime | (std::uint64_t{s->s_mtime_hi} << 32));
     m.kbytes_written.set(s->s_kbytes_written);
@@ -85,10 +115,20 @@ inline constexpr std::uint32_t map_stamp_magic = 0x3445424Au; // "JBE4"
     return m;
 }
 
-// Does the stored stamp still describe the filesystem? (Everything but
-// built_at must be equal.)
+// Does the stored stamp still describe the filesystem (`now`, a full
+// stamp from stamp_of())? A full stamp: everything but built_at must be
+// equal. A live stamp: the superblock must still name the mount that wrote
+// it (s_mnt_count and s_mtime equal: any later mount, by any kernel,
+// increments s_mnt_count), and the kernel must not have abandoned the
+// maps (flags zero; an unknown flag is not fresh either). What a live
+// stamp cannot see: a change made outside the kernel after a crash without
+// mounting (e2fsck releasing orphans, debugfs -w): docs/kernel.md.
 [[nodiscard]] inline bool stamp_matches(const map_stamp& stored, const map_stamp& now) noexcept {
-    return stored.magic.get() == now.magic.get() && stored.version.get() == now.version.get() &&
+    if (stored.magic.get() != map_stamp_magic || now.magic.get() != map_stamp_magic) return false;
+    if (stored.version.get() == map_stamp_live)
+        return stored.flags.get() == 0 && stored.mnt_count.get() == now.mnt_count.get() &&
+               stored.fs_mtime.get() == now.fs_mtime.get();
+    return stored.version.get() == map_stamp_full && now.version.get() == map_stamp_full &&
            stored.fs_wtime.get() == now.fs_wtime.get() && stored.fs_mtime.get() == now.fs_mtime.get() &&
            stored.kbytes_written.get() == now.kbytes_written.get() &&
            stored.free_blocks.get() == now.free_blocks.get() && stored.free_inodes.get() == now.free_inodes.get() &&
