@@ -320,7 +320,13 @@ private:
     struct key_bounds {
         key_type lo{}, hi{};
         bool has_lo = false, has_hi = false;
+        // A descent toward a key of RankedKeys traits: where the key's rank
+        // lies between lo's and hi's, in 1/65536ths (rank_where), computed
+        // once when the node is reached and used by both the prefetch and
+        // the search of that node; where_unknown otherwise.
+        std::uint32_t where = where_unknown;
     };
+    static constexpr std::uint32_t where_unknown = ~0u;
 
     // Called by destroy() after for_each_node has read and checked every
     // node, so plain reads suffice here.
@@ -419,6 +425,13 @@ private:
         return c;
     }
     [[nodiscard]] JBTREE_HOT bool within(const unsigned char* n, bool leaf, const key_bounds& b) const noexcept {
+        if constexpr (NativeU64Keys<Traits>) {
+            if (!(leaf && layout_type::slotted_leaves)) { // the fixed layout's key array
+                const unsigned char* keys = lay_.key(n, leaf, 0);
+                if (b.has_lo && load_le<std::uint64_t>(keys) != b.lo) return false;
+                return !b.has_hi || load_le<std::uint64_t>(keys + (layout_type::count(n) - 1) * key_size) < b.hi;
+            }
+        }
         if (b.has_lo && Traits::compare(key_at(n, leaf, 0), b.lo) != 0) return false;
         return !b.has_hi || Traits::compare(key_at(n, leaf, layout_type::count(n) - 1), b.hi) < 0;
     }
@@ -431,38 +444,40 @@ private:
                                                        const key_type* k = nullptr, bool tail = false) noexcept {
         const unsigned char* pn = parent.data();
         const std::uint64_t blk = child_at(pn, i);
-        const key_bounds cb = child_bounds(pn, i, b);
+        key_bounds cb = child_bounds(pn, i, b);
+        if constexpr (RankedKeys<Traits>)
+            if (k && cb.has_hi)
+                cb.where = rank_where(Traits::key_rank(*k), Traits::key_rank(cb.lo), Traits::key_rank(cb.hi));
         auto r = read_node(blk, level, [&](const unsigned char* n) noexcept {
             if constexpr (RankedKeys<Traits>)
-                if (k) prefetch_around(n, level == 0, *k, cb, tail);
+                prefetch_around(n, level, cb, tail);
         });
         if (!r) return r.error();
         b = cb;
         if (!within(r->data(), level == 0, b)) return fault(blk, node_fault::bounds);
         return r;
     }
-    // Descending to node n (not read yet) for key k: prefetch, with the
-    // header, the key and payload lines where interpolation between the
-    // node's bounds puts k, for a node as full as the last one searched at
-    // this level. They then arrive with the header instead of one after
+    // Descending to node n (not read yet, at `level`) for key k: prefetch,
+    // with the header, the key and payload lines where interpolation between
+    // the node's bounds puts k, for a node as full as the fill model expects
+    // at this level. They then arrive with the header instead of one after
     // another; a wrong guess only costs the prefetches.
-    JBTREE_HOT void prefetch_around(const unsigned char* n, bool leaf, const key_type& k, const key_bounds& b,
-                                    bool tail) noexcept
+    JBTREE_HOT void prefetch_around(const unsigned char* n, unsigned level, const key_bounds& b, bool tail) noexcept
         requires RankedKeys<Traits>
     {
+        const bool leaf = level == 0;
         if (leaf && layout_type::slotted_leaves) return;
-        if (!b.has_lo || !b.has_hi) return;
-        const std::uint64_t rlo = Traits::key_rank(b.lo), rhi = Traits::key_rank(b.hi);
-        const std::uint32_t est = fill_.estimate(leaf, rhi - rlo, lay_.max_entries(leaf));
+        if (b.where == where_unknown) return;
+        const std::uint32_t est =
+            fill_.estimate(level, Traits::key_rank(b.hi) - Traits::key_rank(b.lo), lay_.max_entries(leaf));
         if (est <= 2 * rank_window) return;
-        const std::uint32_t g = interpolate(Traits::key_rank(k), rlo, rhi, est);
+        const std::uint32_t g = at_where(b.where, est);
         const std::uint32_t last = lay_.capacity(leaf) - 1;
         // The keys search() compares first (the guess +- rank_window and a
         // margin for the count being off), the node's last key (the bounds
         // check), and in a leaf the values around the guess.
         constexpr std::uint32_t margin = rank_window + rank_window / 2;
-        prefetch_lines(lay_.key(n, leaf, g > margin ? g - margin : 0),
-                       lay_.key(n, leaf, g + margin < last ? g + margin : last));
+        prefetch_window<(2 * margin + 1) * key_size>(lay_.key(n, leaf, g > margin ? g - margin : 0));
         __builtin_prefetch(lay_.key(n, leaf, est - 1));
         if (!leaf) return;
         const std::uint32_t from = g > rank_window ? g - rank_window : 0;
@@ -471,14 +486,22 @@ private:
             prefetch_lines(lay_.key(n, true, g + margin < last ? g + margin : last), lay_.key(n, true, to));
             prefetch_lines(lay_.payload(n, true, from), lay_.payload(n, true, to));
         } else {
-            prefetch_lines(lay_.payload(n, true, from),
-                           lay_.payload(n, true, g + rank_window < last ? g + rank_window : last));
+            prefetch_window<(2 * rank_window + 1) * layout_type::payload_field_for(true)>(
+                lay_.payload(n, true, from));
         }
     }
     // Every cache line of [from, to].
     static void prefetch_lines(const unsigned char* from, const unsigned char* to) noexcept {
         for (const unsigned char* p = from; p < to; p += 64) __builtin_prefetch(p);
         __builtin_prefetch(to);
+    }
+    // Every cache line of [from, from + Bytes), unrolled (the count is a
+    // constant). Lines past the node's end are harmless: a prefetch never
+    // faults.
+    template <std::uint32_t Bytes>
+    JBTREE_HOT static void prefetch_window(const unsigned char* from) noexcept {
+        constexpr std::uint32_t lines = (Bytes + 63) / 64 + 1; // +1: from need not be line-aligned
+        for (std::uint32_t l = 0; l < lines; ++l) __builtin_prefetch(from + 64 * l);
     }
     // A search ran past the last key of `leaf` (within bounds b): what lies
     // beyond is decided by the separators above, so the leaf to the right
@@ -545,8 +568,8 @@ private:
         auto before = [&](std::uint32_t i) noexcept { return key_before(n, leaf, i, k, upper); };
         if constexpr (RankedKeys<Traits>) {
             if (b && !(leaf && layout_type::slotted_leaves) && cnt > 4 * rank_window) {
-                if (b->has_lo && b->has_hi)
-                    fill_.learn(leaf, cnt, Traits::key_rank(b->hi) - Traits::key_rank(b->lo));
+                if (b->where != where_unknown)
+                    fill_.learn(header_of(n)->level.get(), cnt, Traits::key_rank(b->hi) - Traits::key_rank(b->lo));
                 const std::uint32_t g = rank_guess(n, leaf, cnt, k, *b);
                 if (leaf) __builtin_prefetch(lay_.payload(n, true, g < cnt ? g : cnt - 1)); // the value, likely
                 // The answer a is in [lo, hi]: first within rank_window of
@@ -579,26 +602,34 @@ private:
                                                       const key_type& k, const key_bounds& b) const noexcept
         requires RankedKeys<Traits>
     {
+        if (b.where != where_unknown) return at_where(b.where, cnt);
         // The node's keys lie in [lo, hi): its bounds from above, or its own
         // first and last keys (the root, the rightmost path).
         const std::uint64_t lo = Traits::key_rank(b.has_lo ? b.lo : key_at(n, leaf, 0));
         const std::uint64_t hi = b.has_hi ? Traits::key_rank(b.hi) : Traits::key_rank(key_at(n, leaf, cnt - 1));
-        return interpolate(Traits::key_rank(k), lo, hi, cnt);
+        return at_where(rank_where(Traits::key_rank(k), lo, hi), cnt);
     }
-    // Where rank r falls among cnt evenly spread ranks in [lo, hi): in [0, cnt].
-    [[nodiscard]] JBTREE_HOT static std::uint32_t interpolate(std::uint64_t r, std::uint64_t lo, std::uint64_t hi,
-                                                   std::uint32_t cnt) noexcept {
+    // Where rank r lies in [lo, hi), in 1/65536ths: 0 at or below lo,
+    // 65536 at or above hi. One 32-bit division: both differences are
+    // shifted to at most 16 bits first (the kernel has no floating point),
+    // which is far finer than a node's entries.
+    static constexpr unsigned where_bits = 16;
+    [[nodiscard]] JBTREE_HOT static std::uint32_t rank_where(std::uint64_t r, std::uint64_t lo,
+                                                             std::uint64_t hi) noexcept {
         if (r <= lo || hi <= lo) return 0;
-        if (r >= hi) return cnt;
-        // (r - lo) / (hi - lo) * cnt in 64-bit integers: both differences
-        // shifted to at most 32 bits (the kernel has no floating point).
+        if (r >= hi) return 1u << where_bits;
         std::uint64_t span = hi - lo, off = r - lo;
         const int w = std::bit_width(span);
-        if (w > 32) {
-            span >>= (w - 32);
-            off >>= (w - 32);
+        if (w > static_cast<int>(where_bits)) {
+            span >>= (w - static_cast<int>(where_bits));
+            off >>= (w - static_cast<int>(where_bits));
         }
-        return static_cast<std::uint32_t>(off * cnt / span);
+        if (span == 0) return 0; // cannot happen (w bits kept): keeps the division safe
+        return (static_cast<std::uint32_t>(off) << where_bits) / static_cast<std::uint32_t>(span);
+    }
+    // The index that fraction `where` of cnt evenly spread entries falls on: in [0, cnt].
+    [[nodiscard]] JBTREE_HOT static std::uint32_t at_where(std::uint32_t where, std::uint32_t cnt) noexcept {
+        return static_cast<std::uint32_t>((std::uint64_t{where} * cnt) >> where_bits);
     }
     // Binary search of the len keys from index base: the answer is in
     // [base, base + len]. Branch-free halving (the comparison selects the
@@ -614,7 +645,10 @@ private:
         const std::uint32_t pstride = layout_type::payload_field_for(leaf);
         // Halve down to a window of at most linear_window keys, then count the
         // window: its compares do not depend on each other.
-        constexpr std::uint32_t linear_window = 8;
+        // Integer keys halve all the way (below), prefetching only while the
+        // range spans more lines than a search window of search() (whose
+        // lines prefetch_around() fetched).
+        constexpr std::uint32_t linear_window = NativeU64Keys<Traits> ? 4 * rank_window : 8;
         while (len > linear_window) {
             const std::uint32_t half = len / 2;
             if (stride) {
@@ -1038,32 +1072,43 @@ private:
     tree_anchor an_;
     std::uint64_t gen_ = 0;
     node_fault_info fault_{};
-    // How many entries a node holds per unit of rank span, learned from
-    // the nodes searched (a moving average per kind of node): how full
-    // prefetch_around() expects the next one to be.
+    // How many entries a node holds per unit of rank span, per level,
+    // learned from the nodes searched: how full prefetch_around() expects
+    // the next node at that level to be. A sample is taken from one node in
+    // sample_every (a division each), folded into a moving average
+    // (1/4 weight), so the estimate itself is one multiplication.
     struct fill_model {
-        std::uint64_t cnt[2] = {0, 0};  // sum of counts, decaying by 1/8 per node
-        std::uint64_t span[2] = {0, 0}; // sum of spans >> shift[], likewise
-        unsigned shift[2] = {0, 0};
-        void learn(bool leaf, std::uint32_t c, std::uint64_t s) noexcept {
-            const unsigned i = leaf ? 0 : 1;
-            if (s == 0) return;
-            std::uint64_t v = s >> shift[i];
-            if (span[i] == 0 || v == 0 || v > (1ull << 32)) { // (re)start at this scale
-                const int w = std::bit_width(s);
-                shift[i] = w > 24 ? static_cast<unsigned>(w - 24) : 0;
-                cnt[i] = span[i] = 0;
-                v = s >> shift[i];
+        static constexpr unsigned sample_every = 8;
+        // Entries per (span >> shift) unit, 32.32 fixed point (0: nothing learned yet).
+        std::uint64_t density[max_height] = {};
+        unsigned shift[max_height] = {};
+        unsigned countdown[max_height] = {};
+        void learn(unsigned level, std::uint32_t c, std::uint64_t s) noexcept {
+            if (level >= max_height || s == 0) return;
+            if (countdown[level]) {
+                --countdown[level];
+                return;
             }
-            cnt[i] += c - cnt[i] / 8;
-            span[i] += v - span[i] / 8;
+            countdown[level] = sample_every - 1;
+            std::uint64_t v = s >> shift[level];
+            // (Re)start at this span's scale (v in [2^23, 2^24] unless the
+            // span is smaller) when nothing is learned or the spans moved
+            // far from the scale.
+            if (density[level] == 0 || v == 0 || v > (1ull << 32) || (shift[level] && v < (1ull << 16))) {
+                const int w = std::bit_width(s);
+                shift[level] = w > 24 ? static_cast<unsigned>(w - 24) : 0;
+                v = s >> shift[level];
+                density[level] = 0;
+            }
+            if (c >= (1u << 24)) return; // not a node's count
+            const std::uint64_t sample = (std::uint64_t{c} << 32) / v;
+            density[level] = density[level] ? density[level] - density[level] / 4 + sample / 4 : sample;
         }
-        [[nodiscard]] std::uint32_t estimate(bool leaf, std::uint64_t s, std::uint32_t most) const noexcept {
-            const unsigned i = leaf ? 0 : 1;
-            if (span[i] == 0) return 0;
-            std::uint64_t v = s >> shift[i];
-            if (v > (1ull << 32)) return most;
-            const std::uint64_t e = cnt[i] * v / span[i];
+        [[nodiscard]] std::uint32_t estimate(unsigned level, std::uint64_t s, std::uint32_t most) const noexcept {
+            if (level >= max_height || density[level] == 0) return 0;
+            std::uint64_t e;
+            if (__builtin_mul_overflow(s >> shift[level], density[level], &e)) return most;
+            e >>= 32;
             return e > most ? most : static_cast<std::uint32_t>(e);
         }
     };

@@ -176,8 +176,10 @@ public:
 
 private:
     // Table index of a block number handed out, 0 if none.
+    // (One compare: a blkno below first_block wraps to an index >= used_
+    // or to 0, and nothing is handed out, used_ == 0, while first_block is
+    // 0, which allocate() refuses.)
     [[nodiscard]] std::uint64_t slot(std::uint64_t blkno) const noexcept {
-        if (opt_.first_block == 0 || blkno < opt_.first_block) return 0;
         const std::uint64_t i = blkno - opt_.first_block + 1;
         return i < used_ ? i : 0;
     }
