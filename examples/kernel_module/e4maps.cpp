@@ -293,6 +293,75 @@ int e4maps_set_owner_data_in(e4maps* m, kglue_handle* kh, const unsigned char* d
     return run_in(m, kh, 0, [](J::handle&) noexcept { return errc::ok; });
 }
 
+namespace {
+std::uint64_t get_le(const unsigned char* od, std::uint32_t at, std::uint32_t n) noexcept {
+    std::uint64_t v = 0;
+    for (std::uint32_t i = 0; i < n; ++i) v |= std::uint64_t{od[at + i]} << (8 * i);
+    return v;
+}
+} // namespace
+
+int e4maps_stamp_check(const e4maps* m, const e4maps_stamp* found) {
+    const unsigned char* od = m->owner_data;
+    if (get_le(od, 0x00, 4) != 0x3445424Au) return E4MAPS_STAMP_NONE;
+    switch (get_le(od, 0x04, 4)) {
+    case 1:
+        return get_le(od, 0x08, 8) == found->fs_wtime && get_le(od, 0x10, 8) == found->fs_mtime &&
+                       get_le(od, 0x18, 8) == found->kbytes_written && get_le(od, 0x20, 8) == found->free_blocks &&
+                       get_le(od, 0x28, 4) == found->free_inodes && get_le(od, 0x2C, 4) == found->mnt_count &&
+                       get_le(od, 0x30, 4) == found->gdt_crc
+                   ? E4MAPS_STAMP_FULL
+                   : E4MAPS_STAMP_NONE;
+    case 2:
+        return get_le(od, 0x34, 4) == 0 && get_le(od, 0x10, 8) == found->fs_mtime &&
+                       get_le(od, 0x2C, 4) == found->mnt_count
+                   ? E4MAPS_STAMP_LIVE
+                   : E4MAPS_STAMP_NONE;
+    default: return E4MAPS_STAMP_NONE;
+    }
+}
+
+namespace {
+// The live stamp's bytes (docs/format.md section 8, version 2).
+void encode_live(unsigned char* od, std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t written_at,
+                 std::uint32_t flags) noexcept {
+    auto put = [&](std::uint32_t at, std::uint64_t v, std::uint32_t n) noexcept {
+        for (std::uint32_t i = 0; i < n; ++i) od[at + i] = static_cast<unsigned char>(v >> (8 * i));
+    };
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) od[i] = 0;
+    put(0x00, 0x3445424Au, 4); // "JBE4"
+    put(0x04, 2, 4);           // the live stamp (jbtree::ext2fs_adapter::map_stamp_live)
+    put(0x10, mtime, 8);
+    put(0x2C, mnt_count, 4);
+    put(0x34, flags, 4);
+    put(0x38, written_at, 8);
+}
+
+// owner_data into the bytes of the volume superblock: generation + 1, checksum.
+void seal_owner_data(e4maps* m, unsigned char* block, const unsigned char* od) noexcept {
+    auto* sb = reinterpret_cast<jbtree::volume_superblock*>(block);
+    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) {
+        sb->owner_data[i] = od[i];
+        m->owner_data[i] = od[i];
+    }
+    sb->generation.set(sb->generation.get() + 1);
+    sb->checksum.set(jbtree::volume_sb_checksum(block));
+}
+} // namespace
+
+int e4maps_live_stamp_in(e4maps* m, kglue_handle* kh, uint32_t mnt_count, uint64_t mtime, uint64_t written_at,
+                         uint32_t flags) {
+    unsigned char od[jbtree::volume_owner_data_size];
+    encode_live(od, mnt_count, mtime, written_at, flags);
+    return e4maps_set_owner_data_in(m, kh, od);
+}
+
+void e4maps_abandon_volume(e4maps* m, unsigned char* block, uint32_t mnt_count, uint64_t mtime, uint64_t written_at) {
+    unsigned char od[jbtree::volume_owner_data_size];
+    encode_live(od, mnt_count, mtime, written_at, E4MAPS_STAMP_ABANDONED);
+    seal_owner_data(m, block, od);
+}
+
 void e4maps_stamp_volume(e4maps* m, unsigned char* block, const e4maps_stamp* st) {
     unsigned char od[jbtree::volume_owner_data_size]{};
     auto put = [&](std::uint32_t at, std::uint64_t v, std::uint32_t n) noexcept {
@@ -308,13 +377,7 @@ void e4maps_stamp_volume(e4maps* m, unsigned char* block, const e4maps_stamp* st
     put(0x2C, st->mnt_count, 4);
     put(0x30, st->gdt_crc, 4);
     put(0x38, st->built_at, 8);
-    auto* sb = reinterpret_cast<jbtree::volume_superblock*>(block);
-    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) {
-        sb->owner_data[i] = od[i];
-        m->owner_data[i] = od[i];
-    }
-    sb->generation.set(sb->generation.get() + 1);
-    sb->checksum.set(jbtree::volume_sb_checksum(block));
+    seal_owner_data(m, block, od);
 }
 
 uint32_t e4maps_crc32c_raw(uint32_t crc, const void* data, size_t len) {
