@@ -153,7 +153,7 @@ public:
     // the exact-match fast path: it descends by low keys only.
     [[nodiscard]] result<value_type> find(const key_type& k) noexcept {
         if (an_.height == 0) return errc::not_found;
-        key_bounds b;
+        key_bounds b{};
         auto leaf = descend_to_leaf(k, &b);
         if (!leaf) return leaf.error();
         const unsigned char* n = leaf->data();
@@ -317,16 +317,20 @@ private:
     // key) and every key is below `hi`. The root has neither. Checking both
     // on every step down (O(1) per level) means a checksum-valid but wrong
     // separator or child pointer is reported, not followed to a wrong answer.
+    //
+    // No default member initialisers, so that a path of them costs nothing
+    // to make: key_bounds{} is "no bounds"; a plain `key_bounds b;` must be
+    // assigned before it is read.
     struct key_bounds {
-        key_type lo{}, hi{};
-        bool has_lo = false, has_hi = false;
-        // A descent toward a key of RankedKeys traits: where the key's rank
-        // lies between lo's and hi's, in 1/65536ths (rank_where), computed
-        // once when the node is reached and used by both the prefetch and
-        // the search of that node; where_unknown otherwise.
-        std::uint32_t where = where_unknown;
+        key_type lo, hi;
+        bool has_lo, has_hi;
+        // A descent toward a key of RankedKeys traits (has_where): where the
+        // key's rank lies between lo's and hi's, in 1/65536ths (rank_where),
+        // computed once when the node is reached and used by both the
+        // prefetch and the search of that node.
+        bool has_where;
+        std::uint32_t where;
     };
-    static constexpr std::uint32_t where_unknown = ~0u;
 
     // Called by destroy() after for_each_node has read and checked every
     // node, so plain reads suffice here.
@@ -415,6 +419,7 @@ private:
         key_bounds c;
         c.lo = key_at(n, false, i);
         c.has_lo = true;
+        c.has_where = false;
         if (i + 1 < layout_type::count(n)) {
             c.hi = key_at(n, false, i + 1);
             c.has_hi = true;
@@ -446,8 +451,10 @@ private:
         const std::uint64_t blk = child_at(pn, i);
         key_bounds cb = child_bounds(pn, i, b);
         if constexpr (RankedKeys<Traits>)
-            if (k && cb.has_hi)
+            if (k && cb.has_hi) {
                 cb.where = rank_where(Traits::key_rank(*k), Traits::key_rank(cb.lo), Traits::key_rank(cb.hi));
+                cb.has_where = true;
+            }
         auto r = read_node(blk, level, [&](const unsigned char* n) noexcept {
             if constexpr (RankedKeys<Traits>)
                 prefetch_around(n, level, cb, tail);
@@ -467,7 +474,7 @@ private:
     {
         const bool leaf = level == 0;
         if (leaf && layout_type::slotted_leaves) return;
-        if (b.where == where_unknown) return;
+        if (!b.has_where) return;
         const std::uint32_t est =
             fill_.estimate(level, Traits::key_rank(b.hi) - Traits::key_rank(b.lo), lay_.max_entries(leaf));
         if (est <= 2 * rank_window) return;
@@ -568,7 +575,7 @@ private:
         auto before = [&](std::uint32_t i) noexcept { return key_before(n, leaf, i, k, upper); };
         if constexpr (RankedKeys<Traits>) {
             if (b && !(leaf && layout_type::slotted_leaves) && cnt > 4 * rank_window) {
-                if (b->where != where_unknown)
+                if (b->has_where)
                     fill_.learn(header_of(n)->level.get(), cnt, Traits::key_rank(b->hi) - Traits::key_rank(b->lo));
                 const std::uint32_t g = rank_guess(n, leaf, cnt, k, *b);
                 if (leaf) __builtin_prefetch(lay_.payload(n, true, g < cnt ? g : cnt - 1)); // the value, likely
@@ -602,7 +609,7 @@ private:
                                                       const key_type& k, const key_bounds& b) const noexcept
         requires RankedKeys<Traits>
     {
-        if (b.where != where_unknown) return at_where(b.where, cnt);
+        if (b.has_where) return at_where(b.where, cnt);
         // The node's keys lie in [lo, hi): its bounds from above, or its own
         // first and last keys (the root, the rightmost path).
         const std::uint64_t lo = Traits::key_rank(b.has_lo ? b.lo : key_at(n, leaf, 0));
@@ -729,16 +736,18 @@ private:
 
     // The nodes from the root down to a leaf, with the entry index taken at
     // each level (leaf: the key's lower-bound position).
+    // (No default initialisers: descend_path() sets every field of the
+    // levels below the root, and making a path then costs nothing.)
     struct path_level {
         buffer buf;
-        std::uint32_t index = 0;
+        std::uint32_t index;
         key_bounds bounds; // of buf's node
     };
     struct path_t {
         path_level lv[max_height];
     };
     [[nodiscard]] errc descend_path(const key_type& k, path_t& p, bool& exact) noexcept {
-        key_bounds b;
+        key_bounds b{};
         for (unsigned l = an_.height; l-- > 0;) {
             auto r = l + 1 == an_.height ? read_node(an_.root, l)
                                          : read_child(p.lv[l + 1].buf, p.lv[l + 1].index, l, b, &k, true);

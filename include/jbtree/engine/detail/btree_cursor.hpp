@@ -104,7 +104,7 @@ private:
     }
     errc seek(const key_type* k, bool upper) noexcept {
         if (t_->an_.height == 0) return go_end();
-        typename btree::key_bounds b;
+        typename btree::key_bounds b{};
         auto r = t_->descend_to_leaf_ptr(k, &b);
         if (!r) return r.error();
         leaf_ = rvalue(*r);
@@ -123,7 +123,7 @@ private:
         auto r = t_->read_node(t_->an_.root, t_->an_.height - 1u);
         if (!r) return r.error();
         buffer node = rvalue(*r);
-        typename btree::key_bounds b;
+        typename btree::key_bounds b{};
         for (unsigned l = t_->an_.height - 1u; l > 0; --l) {
             auto c = t_->read_child(node, layout_type::count(node.data()) - 1, l - 1, b);
             if (!c) return c.error();
