@@ -477,25 +477,34 @@ private:
         if (!b.has_where) return;
         const std::uint32_t est =
             fill_.estimate(level, Traits::key_rank(b.hi) - Traits::key_rank(b.lo), lay_.max_entries(leaf));
-        if (est <= 2 * rank_window) return;
+        if (est <= 2 * rank_window(leaf)) return;
         const std::uint32_t g = at_where(b.where, est);
         const std::uint32_t last = lay_.capacity(leaf) - 1;
-        // The keys search() compares first (the guess +- rank_window and a
+        // The keys search() compares first (the guess +- its window and a
         // margin for the count being off), the node's last key (the bounds
         // check), and in a leaf the values around the guess.
-        constexpr std::uint32_t margin = rank_window + rank_window / 2;
-        prefetch_window<(2 * margin + 1) * key_size>(lay_.key(n, leaf, g > margin ? g - margin : 0));
         __builtin_prefetch(lay_.key(n, leaf, est - 1));
-        if (!leaf) return;
-        const std::uint32_t from = g > rank_window ? g - rank_window : 0;
+        if (!leaf) {
+            prefetch_keys_around<rank_window(false)>(n, false, g);
+            return;
+        }
+        prefetch_keys_around<rank_window(true)>(n, true, g);
+        constexpr std::uint32_t w = rank_window(true), margin = w + w / 2;
+        const std::uint32_t from = g > w ? g - w : 0;
         if (tail) {
-            const std::uint32_t to = est + rank_window < last ? est + rank_window : last;
+            const std::uint32_t to = est + w < last ? est + w : last;
             prefetch_lines(lay_.key(n, true, g + margin < last ? g + margin : last), lay_.key(n, true, to));
             prefetch_lines(lay_.payload(n, true, from), lay_.payload(n, true, to));
         } else {
-            prefetch_window<(2 * rank_window + 1) * layout_type::payload_field_for(true)>(
-                lay_.payload(n, true, from));
+            prefetch_window<(2 * w + 1) * layout_type::payload_field_for(true)>(lay_.payload(n, true, from));
         }
+    }
+    // The key lines of a search window of W entries either side of guess g,
+    // with half a window more for the node's count being off.
+    template <std::uint32_t W>
+    JBTREE_HOT void prefetch_keys_around(const unsigned char* n, bool leaf, std::uint32_t g) const noexcept {
+        constexpr std::uint32_t margin = W + W / 2;
+        prefetch_window<(2 * margin + 1) * key_size>(lay_.key(n, leaf, g > margin ? g - margin : 0));
     }
     // Every cache line of [from, to].
     static void prefetch_lines(const unsigned char* from, const unsigned char* to) noexcept {
@@ -574,7 +583,7 @@ private:
         if (cnt == 0) return 0;
         auto before = [&](std::uint32_t i) noexcept { return key_before(n, leaf, i, k, upper); };
         if constexpr (RankedKeys<Traits>) {
-            if (b && !(leaf && layout_type::slotted_leaves) && cnt > 4 * rank_window) {
+            if (b && !(leaf && layout_type::slotted_leaves) && cnt > 4 * rank_window(false)) {
                 if (b->has_where)
                     fill_.learn(header_of(n)->level.get(), cnt, Traits::key_rank(b->hi) - Traits::key_rank(b->lo));
                 const std::uint32_t g = rank_guess(n, leaf, cnt, k, *b);
@@ -583,11 +592,20 @@ private:
                 // the guess if keys lo-1 and hi say so (independent compares),
                 // else rank_window * 4 further on the side they point to,
                 // else the rest of that side.
-                std::uint32_t lo = g > rank_window ? g - rank_window : 0;
-                std::uint32_t hi = g + rank_window < cnt ? g + rank_window : cnt;
+                // The window is the 2w keys [lo, hi) around the guess,
+                // moved inside the node at its ends (cnt > 2w here), so that
+                // its search takes a fixed number of steps.
+                const std::uint32_t w = rank_window(leaf);
+                std::uint32_t lo = g > w ? g - w : 0;
+                if (lo > cnt - 2 * w) lo = cnt - 2 * w;
+                std::uint32_t hi = lo + 2 * w;
                 const bool below = lo > 0 && !before(lo - 1);
                 const bool above = hi < cnt && before(hi);
-                constexpr std::uint32_t far = 4 * rank_window;
+                if constexpr (NativeU64Keys<Traits>)
+                    if (!below && !above)
+                        return leaf ? bisect_fixed<2 * rank_window(true)>(n, true, k, upper, lo)
+                                    : bisect_fixed<2 * rank_window(false)>(n, false, k, upper, lo);
+                const std::uint32_t far = 4 * w;
                 if (below) { // a <= lo - 1
                     hi = lo - 1;
                     lo = hi > far ? hi - far : 0;
@@ -604,7 +622,14 @@ private:
     }
     // Where k would sit among the cnt keys of node n, within bounds b,
     // interpolated by rank: in [0, cnt].
-    static constexpr std::uint32_t rank_window = 8;
+    //
+    // The window: a leaf's random keys stray from their interpolated place
+    // by about sqrt(count)/2 entries (a binomial spread: 7 in a 4 KiB u64
+    // leaf), so +-8 missed one leaf search in six, each a mispredicted
+    // branch and a second search; +-16 misses about one in fifty for one
+    // more halving step. Internal entries (first keys of subtrees split
+    // evenly) fall at even quantiles: +-8 almost never misses there.
+    [[nodiscard]] static constexpr std::uint32_t rank_window(bool leaf) noexcept { return leaf ? 16 : 8; }
     [[nodiscard]] JBTREE_HOT std::uint32_t rank_guess(const unsigned char* n, bool leaf, std::uint32_t cnt,
                                                       const key_type& k, const key_bounds& b) const noexcept
         requires RankedKeys<Traits>
@@ -655,7 +680,7 @@ private:
         // Integer keys halve all the way (below), prefetching only while the
         // range spans more lines than a search window of search() (whose
         // lines prefetch_around() fetched).
-        constexpr std::uint32_t linear_window = NativeU64Keys<Traits> ? 4 * rank_window : 8;
+        constexpr std::uint32_t linear_window = NativeU64Keys<Traits> ? 2 * rank_window(true) : 8;
         while (len > linear_window) {
             const std::uint32_t half = len / 2;
             if (stride) {
@@ -683,6 +708,19 @@ private:
         std::uint32_t ahead = 0;
         for (std::uint32_t i = 0; i < len; ++i) ahead += before(base + i) ? 1u : 0u;
         return base + ahead;
+    }
+    // bisect() of exactly Len keys from index base (Len a power of two, the
+    // keys in a fixed layout's key array): log2(Len) + 1 compares and no
+    // loop, so no branch depends on where the key lies.
+    template <std::uint32_t Len>
+    [[nodiscard]] JBTREE_HOT std::uint32_t bisect_fixed(const unsigned char* n, bool leaf, const key_type& k,
+                                                        bool upper, std::uint32_t base) const noexcept {
+        static_assert(Len > 0 && (Len & (Len - 1)) == 0);
+        // (An addition of the compare's result, not a conditional: unrolled,
+        // GCC turns `c ? base + half : base` into branches.)
+        for (std::uint32_t half = Len / 2; half > 0; half /= 2)
+            base += half * static_cast<std::uint32_t>(key_before(n, leaf, base + half - 1, k, upper));
+        return base + static_cast<std::uint32_t>(key_before(n, leaf, base, k, upper));
     }
     // Key i of node n sorts before the answer of a search for k: key < k
     // (upper == false) or key <= k (upper == true).
