@@ -494,11 +494,17 @@ if [ "$crash" -gt 0 ]; then
     IFS=, read -r -a kinds <<<"$images"
     : >"$run/crash.results"
     for k in "${kinds[@]}"; do
-        # Calibration: the workload's time on this kind, uninterrupted.
-        make_image "$k" "$run/crash.img"
-        "$tool" build --min-blocks "$map_blocks" "$run/crash.img" >/dev/null
-        boot "$run/crash.img"
-        crash_window_ms=$(( ($(cat "$run/t.end") - $(cat "$run/t.start")) / 1000000 ))
+        # Calibration: the workload's time on this kind, uninterrupted;
+        # the shorter of two runs (a run slowed by other jobs on the
+        # machine would put the kills after the workload's end).
+        crash_window_ms=
+        for _ in 1 2; do
+            make_image "$k" "$run/crash.img"
+            "$tool" build --min-blocks "$map_blocks" "$run/crash.img" >/dev/null
+            boot "$run/crash.img"
+            local_ms=$(( ($(cat "$run/t.end") - $(cat "$run/t.start")) / 1000000 ))
+            if [ -z "$crash_window_ms" ] || [ "$local_ms" -lt "$crash_window_ms" ]; then crash_window_ms=$local_ms; fi
+        done
         [ $crash_window_ms -ge 10 ] || crash_window_ms=10
         log "$k: calibration: the workload ($ops operations) took $crash_window_ms ms; kills from $crash_from% to $crash_to% of that after it starts"
         local_seed0=$seed
