@@ -1178,25 +1178,27 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
     full.mnt_count.set(7);
     full.gdt_crc.set(0xABCD);
     CHECK(xa::stamp_matches(full, full));
-    const xa::map_stamp live = xa::live_stamp(7, 0x1'2345'6789ull, 42);
+    const xa::map_stamp live = xa::live_stamp(7, 0x1'2345'6789ull, 1000, 42);
     CHECK(live.version.get() == 2);
     CHECK(live.free_blocks.get() == 0);
     CHECK(xa::stamp_matches(live, full));
-    xa::map_stamp later = full; // the superblock written, blocks allocated: the same mount
-    later.fs_wtime.set(2000);
+    xa::map_stamp later = full; // blocks allocated, the journal replayed: the same mount
     later.kbytes_written.set(99);
     later.free_blocks.set(4000);
     later.gdt_crc.set(0x1234);
     CHECK(xa::stamp_matches(live, later));
     CHECK(!xa::stamp_matches(full, later));
+    xa::map_stamp written = later; // the superblock written outside the kernel (e2fsck, a tool)
+    written.fs_wtime.set(2000);
+    CHECK(!xa::stamp_matches(live, written));
     xa::map_stamp remounted = later;
     remounted.mnt_count.set(8);
     CHECK(!xa::stamp_matches(live, remounted));
     remounted = later;
     remounted.fs_mtime.set(0x1'2345'678Aull); // same count, another mount time (e2fsck reset the count since)
     CHECK(!xa::stamp_matches(live, remounted));
-    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 42, xa::map_stamp_abandoned), full));
-    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 42, 2), full)); // a flag this reader does not know
+    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 1000, 42, xa::map_stamp_abandoned), full));
+    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 1000, 42, 2), full)); // a flag this reader does not know
     xa::map_stamp v3 = live;
     v3.version.set(3);
     CHECK(!xa::stamp_matches(v3, full));
@@ -1226,14 +1228,14 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         return p;
     };
     SUBCASE("naming the superblock's mount: fresh, and stays fresh as the filesystem changes through the maps") {
-        const fs::path p = copy_with("live.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1));
+        const fs::path p = copy_with("live.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
         const output o = capture_all(tool + " check " + q(p));
         CHECK_MESSAGE(o.status == 0, o.out);
         CHECK(o.out.find("stale") == std::string::npos);
         CHECK(fsck_n(p) == 0);
     }
     SUBCASE("another mount since (s_mnt_count changed): stale, saying so") {
-        const fs::path p = copy_with("remounted.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1));
+        const fs::path p = copy_with("remounted.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
         REQUIRE(run("tune2fs -C " + std::to_string(now.mnt_count.get() + 1) + " " + q(p) + " >/dev/null 2>&1") == 0);
         const output o = capture_all(tool + " check " + q(p));
         CHECK(o.status == 4);
@@ -1242,18 +1244,51 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         expect_failure("check " + q(p), "stale_maps", 4);
     }
     SUBCASE("another mount time, abandoned, unknown flags: stale") {
-        const fs::path a = copy_with("mtime.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get() + 1, 1));
+        const fs::path a = copy_with("mtime.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get() + 1, now.fs_wtime.get(), 1));
         expect_failure("check " + q(a), "stale_maps", 4);
         const fs::path b = copy_with("abandoned.img",
-                                     xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1, xa::map_stamp_abandoned));
+                                     xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1, xa::map_stamp_abandoned));
         const output o = capture_all(tool + " check " + q(b));
         CHECK(o.status == 4);
         CHECK_MESSAGE(o.out.find("the kernel stopped keeping them") != std::string::npos, o.out);
-        const fs::path c = copy_with("flags.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1, 4));
+        const fs::path c = copy_with("flags.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1, 4));
         expect_failure("check " + q(c), "stale_maps", 4);
     }
+    SUBCASE("the superblock written outside the kernel (e2fsck, which may have released orphans outside the maps): stale") {
+        const fs::path p = copy_with("fscked.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
+        REQUIRE(run("sleep 1; e2fsck -fy " + q(p) + " >/dev/null 2>&1") <= 1);
+        const output o = capture_all(tool + " check " + q(p));
+        CHECK(o.status == 4);
+        CHECK_MESSAGE(o.out.find("the superblock was written outside the kernel since") != std::string::npos, o.out);
+    }
+    SUBCASE("jbtree-e2fs replay carries a live stamp naming the replayed mount forward; e2fsck's replay leaves it stale") {
+        // A filesystem left needing recovery with an empty log (a crash
+        // after the log emptied): both replays then write the superblock.
+        const fs::path a = tmp / "replay.img";
+        fs::copy_file(img, a, fs::copy_options::overwrite_existing);
+        REQUIRE(run("debugfs -w -R 'feature needs_recovery' " + q(a) + " >/dev/null 2>&1") == 0);
+        xa::map_stamp flagged{};
+        std::uint64_t f2 = 0;
+        REQUIRE(stamp_now(a, flagged, f2));
+        REQUIRE(write_stamp(a, xa::live_stamp(flagged.mnt_count.get(), flagged.fs_mtime.get(), flagged.fs_wtime.get(), 1)));
+        const fs::path b = tmp / "replay-e2fsck.img";
+        fs::copy_file(a, b, fs::copy_options::overwrite_existing);
+        REQUIRE(run("sleep 1") == 0); // another second: the replays' s_wtime differs from the stamp's
+        const output r = capture_all(tool + " replay " + q(a));
+        REQUIRE_MESSAGE(r.status == 0, r.out);
+        xa::map_stamp after{};
+        REQUIRE(stamp_now(a, after, f2));
+        CHECK(after.fs_wtime.get() != flagged.fs_wtime.get());
+        const output o = capture_all(tool + " check " + q(a));
+        CHECK_MESSAGE(o.status == 0, o.out);
+        CHECK(o.out.find("stale") == std::string::npos);
+        REQUIRE(run("e2fsck -p -E journal_only " + q(b) + " >/dev/null 2>&1") <= 1); // 1: "file system was modified"
+        const output o2 = capture_all(tool + " check " + q(b));
+        CHECK_MESSAGE(o2.status == 4, o2.out);
+        CHECK(o2.out.find("stale") != std::string::npos);
+    }
     SUBCASE("what it cannot see: a change outside the kernel that leaves the mount named (check still finds it)") {
-        const fs::path p = copy_with("outside.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), 1));
+        const fs::path p = copy_with("outside.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
         REQUIRE(run("debugfs -w -R 'ln /d/f1 /d/another-name' " + q(p) + " >/dev/null 2>&1") == 0);
         expect_failure("check " + q(p), "maps_inconsistent", 4);
     }

@@ -97,6 +97,9 @@ void report(Sink& sink, map_check_summary& s, map_check_kind k, errc cause, std:
         // once the kernel gave them up.
         if (st.flags.get() & map_stamp_abandoned) return "the kernel stopped keeping them: a change of the maps failed";
         if (st.flags.get() != 0) return "unknown live stamp flags";
+        if (st.mnt_count.get() == now.mnt_count.get() && st.fs_mtime.get() == now.fs_mtime.get())
+            return "kept live by the kernel during mount " + std::to_string(st.mnt_count.get()) +
+                   ", and the superblock was written outside the kernel since (e2fsck, or another tool)";
         return "kept live by the kernel during mount " + std::to_string(st.mnt_count.get()) +
                ", the superblock now names mount " + std::to_string(now.mnt_count.get()) +
                (st.mnt_count.get() == now.mnt_count.get() ? " with another mount time" : "");

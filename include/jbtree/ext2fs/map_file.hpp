@@ -37,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "jbtree/base/crc32c.hpp"
@@ -80,14 +81,15 @@ inline constexpr std::uint32_t map_stamp_live = 2;            // kept live since
 inline constexpr std::uint32_t map_stamp_abandoned = 1;
 
 // A live stamp (version 2): the maps kept by the kernel since the mount
-// that wrote s_mnt_count = mnt_count and s_mtime = mtime (with
-// s_mtime_hi) into the superblock. The patched kernel writes it (in C,
-// contrib/linux/); this is its layout, for tools and tests.
-[[nodiscard]] inline map_stamp live_stamp(std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t written_at,
-                                          std::uint32_t flags = 0) noexcept {
+// that wrote s_mnt_count = mnt_count, s_mtime = mtime and s_wtime = wtime
+// (with their _hi bytes) into the superblock. The patched kernel writes it
+// (in C, contrib/linux/); this is its layout, for tools and tests.
+[[nodiscard]] inline map_stamp live_stamp(std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t wtime,
+                                          std::uint64_t written_at, std::uint32_t flags = 0) noexcept {
     map_stamp m{};
     m.magic.set(map_stamp_magic);
     m.version.set(map_stamp_live);
+    m.fs_wtime.set(wtime);
     m.fs_mtime.set(mtime);
     m.mnt_count.set(mnt_count);
     m.flags.set(flags);
@@ -119,15 +121,19 @@ inline constexpr std::uint32_t map_stamp_abandoned = 1;
 // stamp from stamp_of())? A full stamp: everything but built_at must be
 // equal. A live stamp: the superblock must still name the mount that wrote
 // it (s_mnt_count and s_mtime equal: any later mount, by any kernel,
-// increments s_mnt_count), and the kernel must not have abandoned the
-// maps (flags zero; an unknown flag is not fresh either). What a live
-// stamp cannot see: a change made outside the kernel after a crash without
-// mounting (e2fsck releasing orphans, debugfs -w): docs/kernel.md.
+// increments s_mnt_count) and still carry the s_wtime that mount wrote
+// (the kernel writes s_wtime only in ext4_commit_super: at mount, then at
+// unmount; every libext2fs write of the superblock sets it, so an e2fsck
+// that replayed the journal and released orphans outside the maps leaves
+// them stale), and the kernel must not have abandoned the maps (flags
+// zero; an unknown flag is not fresh either). What a live stamp cannot
+// see: a tool that writes blocks without writing the superblock (debugfs
+// -w on a file's data, say): `check` does (docs/kernel.md).
 [[nodiscard]] inline bool stamp_matches(const map_stamp& stored, const map_stamp& now) noexcept {
     if (stored.magic.get() != map_stamp_magic || now.magic.get() != map_stamp_magic) return false;
     if (stored.version.get() == map_stamp_live)
         return stored.flags.get() == 0 && stored.mnt_count.get() == now.mnt_count.get() &&
-               stored.fs_mtime.get() == now.fs_mtime.get();
+               stored.fs_mtime.get() == now.fs_mtime.get() && stored.fs_wtime.get() == now.fs_wtime.get();
     return stored.version.get() == map_stamp_full && now.version.get() == map_stamp_full &&
            stored.fs_wtime.get() == now.fs_wtime.get() && stored.fs_mtime.get() == now.fs_mtime.get() &&
            stored.kbytes_written.get() == now.kbytes_written.get() &&
@@ -330,6 +336,42 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
     store_extent_node(root, level.data(), level.size(), extents_in_inode, depth);
     std::memcpy(inode.i_block, root, sizeof root);
     return 0;
+}
+
+// After a tool that changed nothing but what a journal replay restores
+// (jbtree-e2fs replay) wrote the superblock, which sets s_wtime: if the
+// maps carry a live stamp that named the replayed filesystem's mount with
+// s_wtime == wtime_before (the replayed superblock's), move it to the
+// s_wtime now in fs->super, so that they read as fresh as they did before
+// the write. The volume superblock is rewritten in place (generation + 1,
+// checksum), as the kernel writes its stamps. *carried says whether it
+// was. errc::io when libext2fs fails; a map file that is absent, foreign
+// or damaged, or any other stamp, is left alone (errc::ok).
+[[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, std::uint64_t wtime_before, bool* carried = nullptr) noexcept {
+    if (carried) *carried = false;
+    map_file mf;
+    if (locate_map_file(fs, mf) != errc::ok) return errc::io;
+    if (mf.state != map_file_state::present) return errc::ok;
+    const std::size_t bs = fs->blocksize;
+    std::unique_ptr<unsigned char[]> blk(new (std::nothrow) unsigned char[bs]);
+    if (!blk) return errc::no_memory;
+    if (io_channel_read_blk64(fs->io, mf.first, 1, blk.get())) return errc::io;
+    auto* vsb = reinterpret_cast<volume_superblock*>(blk.get());
+    if (vsb->magic.get() != volume_magic || vsb->checksum.get() != volume_sb_checksum(blk.get())) return errc::ok;
+    map_stamp st;
+    std::memcpy(&st, vsb->owner_data, sizeof st);
+    const map_stamp now = stamp_of(fs);
+    if (st.magic.get() != map_stamp_magic || st.version.get() != map_stamp_live || st.flags.get() != 0 ||
+        st.mnt_count.get() != now.mnt_count.get() || st.fs_mtime.get() != now.fs_mtime.get() ||
+        st.fs_wtime.get() != wtime_before)
+        return errc::ok;
+    st.fs_wtime.set(now.fs_wtime.get());
+    std::memcpy(vsb->owner_data, &st, sizeof st);
+    vsb->generation.set(vsb->generation.get() + 1);
+    vsb->checksum.set(volume_sb_checksum(blk.get()));
+    if (io_channel_write_blk64(fs->io, mf.first, 1, blk.get()) || io_channel_flush(fs->io)) return errc::io;
+    if (carried) *carried = true;
+    return errc::ok;
 }
 
 } // namespace jbtree::ext2fs_adapter
