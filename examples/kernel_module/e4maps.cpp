@@ -314,7 +314,7 @@ int e4maps_stamp_check(const e4maps* m, const e4maps_stamp* found) {
                    : E4MAPS_STAMP_NONE;
     case 2:
         return get_le(od, 0x34, 4) == 0 && get_le(od, 0x10, 8) == found->fs_mtime &&
-                       get_le(od, 0x2C, 4) == found->mnt_count
+                       get_le(od, 0x2C, 4) == found->mnt_count && get_le(od, 0x08, 8) == found->fs_wtime
                    ? E4MAPS_STAMP_LIVE
                    : E4MAPS_STAMP_NONE;
     default: return E4MAPS_STAMP_NONE;
@@ -323,14 +323,15 @@ int e4maps_stamp_check(const e4maps* m, const e4maps_stamp* found) {
 
 namespace {
 // The live stamp's bytes (docs/format.md section 8, version 2).
-void encode_live(unsigned char* od, std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t written_at,
-                 std::uint32_t flags) noexcept {
+void encode_live(unsigned char* od, std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t wtime,
+                 std::uint64_t written_at, std::uint32_t flags) noexcept {
     auto put = [&](std::uint32_t at, std::uint64_t v, std::uint32_t n) noexcept {
         for (std::uint32_t i = 0; i < n; ++i) od[at + i] = static_cast<unsigned char>(v >> (8 * i));
     };
     for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) od[i] = 0;
     put(0x00, 0x3445424Au, 4); // "JBE4"
     put(0x04, 2, 4);           // the live stamp (jbtree::ext2fs_adapter::map_stamp_live)
+    put(0x08, wtime, 8);
     put(0x10, mtime, 8);
     put(0x2C, mnt_count, 4);
     put(0x34, flags, 4);
@@ -349,16 +350,17 @@ void seal_owner_data(e4maps* m, unsigned char* block, const unsigned char* od) n
 }
 } // namespace
 
-int e4maps_live_stamp_in(e4maps* m, kglue_handle* kh, uint32_t mnt_count, uint64_t mtime, uint64_t written_at,
-                         uint32_t flags) {
+int e4maps_live_stamp_in(e4maps* m, kglue_handle* kh, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
+                         uint64_t written_at, uint32_t flags) {
     unsigned char od[jbtree::volume_owner_data_size];
-    encode_live(od, mnt_count, mtime, written_at, flags);
+    encode_live(od, mnt_count, mtime, wtime, written_at, flags);
     return e4maps_set_owner_data_in(m, kh, od);
 }
 
-void e4maps_abandon_volume(e4maps* m, unsigned char* block, uint32_t mnt_count, uint64_t mtime, uint64_t written_at) {
+void e4maps_abandon_volume(e4maps* m, unsigned char* block, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
+                           uint64_t written_at) {
     unsigned char od[jbtree::volume_owner_data_size];
-    encode_live(od, mnt_count, mtime, written_at, E4MAPS_STAMP_ABANDONED);
+    encode_live(od, mnt_count, mtime, wtime, written_at, E4MAPS_STAMP_ABANDONED);
     seal_owner_data(m, block, od);
 }
 
