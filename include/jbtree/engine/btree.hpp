@@ -420,6 +420,7 @@ private:
         c.lo = key_at(n, false, i);
         c.has_lo = true;
         c.has_where = false;
+        c.where = 0;
         if (i + 1 < layout_type::count(n)) {
             c.hi = key_at(n, false, i + 1);
             c.has_hi = true;
@@ -451,7 +452,7 @@ private:
         const std::uint64_t blk = child_at(pn, i);
         key_bounds cb = child_bounds(pn, i, b);
         if constexpr (RankedKeys<Traits>)
-            if (k && cb.has_hi) {
+            if (k && cb.has_hi && !(level == 0 && layout_type::slotted_leaves)) { // (slotted leaves: no use)
                 cb.where = rank_where(Traits::key_rank(*k), Traits::key_rank(cb.lo), Traits::key_rank(cb.hi));
                 cb.has_where = true;
             }
@@ -517,7 +518,10 @@ private:
     template <std::uint32_t Bytes>
     JBTREE_HOT static void prefetch_window(const unsigned char* from) noexcept {
         constexpr std::uint32_t lines = (Bytes + 63) / 64 + 1; // +1: from need not be line-aligned
-        for (std::uint32_t l = 0; l < lines; ++l) __builtin_prefetch(from + 64 * l);
+        // (Addresses as integers: the window may reach past the block, where
+        // a pointer may not point.)
+        const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(from);
+        for (std::uint32_t l = 0; l < lines; ++l) __builtin_prefetch(reinterpret_cast<const void*>(at + 64u * l));
     }
     // A search ran past the last key of `leaf` (within bounds b): what lies
     // beyond is decided by the separators above, so the leaf to the right
@@ -571,12 +575,14 @@ private:
     //
     // Fixed-width keys whose traits rank them (RankedKeys) and a node whose
     // bounds are known: interpolation. The key's rank between the node's
-    // bounds guesses its position; if the answer lies within
-    // rank_window entries of the guess (two independent compares say so),
-    // a binary search of that window finishes; otherwise the whole node is
-    // searched. A good guess touches 2-4 cache lines of a 4 KiB node instead
-    // of a chain of 8 dependent probes; a bad one costs two compares. The
-    // answer is exact either way: ranks only choose where to look.
+    // bounds guesses its position; if the answer lies within the window of
+    // rank_window(leaf) entries either side of the guess (two independent
+    // compares say so), a binary search of that window finishes; otherwise
+    // the 4 * rank_window(leaf) keys further on the side the compares point
+    // to, then the rest of that side. A good guess touches 2-4 cache lines
+    // of a 4 KiB node instead of a chain of 8 dependent probes; a bad one
+    // costs two compares and a second search. The answer is exact either
+    // way: ranks only choose where to look.
     [[nodiscard]] JBTREE_HOT std::uint32_t search(const unsigned char* n, bool leaf, const key_type& k, bool upper,
                                        const key_bounds* b = nullptr) noexcept {
         const std::uint32_t cnt = layout_type::count(n);
@@ -595,6 +601,7 @@ private:
                 // The window is the 2w keys [lo, hi) around the guess,
                 // moved inside the node at its ends (cnt > 2w here), so that
                 // its search takes a fixed number of steps.
+                static_assert(4 * rank_window(false) >= 2 * rank_window(true)); // the gate: cnt > 2w
                 const std::uint32_t w = rank_window(leaf);
                 std::uint32_t lo = g > w ? g - w : 0;
                 if (lo > cnt - 2 * w) lo = cnt - 2 * w;
@@ -681,6 +688,7 @@ private:
         // range spans more lines than a search window of search() (whose
         // lines prefetch_around() fetched).
         constexpr std::uint32_t linear_window = NativeU64Keys<Traits> ? 2 * rank_window(true) : 8;
+        const bool halved = len > linear_window; // a range that size is likely not in cache yet
         while (len > linear_window) {
             const std::uint32_t half = len / 2;
             if (stride) {
@@ -695,6 +703,11 @@ private:
         }
         if constexpr (NativeU64Keys<Traits>) {
             if (stride) {
+                // The answer is within these len keys: after halving a
+                // large range, its payload line now, in parallel with the
+                // last key lines (the loop above stops before its own
+                // payload prefetch for integer keys).
+                if (halved && len) __builtin_prefetch(payloads + (base + len / 2) * pstride);
                 // Integer keys: keep halving (a load, a compare and a
                 // conditional move per step, on lines already fetched).
                 while (len > 1) {
@@ -710,8 +723,8 @@ private:
         return base + ahead;
     }
     // bisect() of exactly Len keys from index base (Len a power of two, the
-    // keys in a fixed layout's key array): log2(Len) + 1 compares and no
-    // loop, so no branch depends on where the key lies.
+    // keys in a fixed layout's key array): log2(Len) + 1 compares in a loop
+    // of constant trip count, so no branch depends on where the key lies.
     template <std::uint32_t Len>
     [[nodiscard]] JBTREE_HOT std::uint32_t bisect_fixed(const unsigned char* n, bool leaf, const key_type& k,
                                                         bool upper, std::uint32_t base) const noexcept {
@@ -775,7 +788,7 @@ private:
     // The nodes from the root down to a leaf, with the entry index taken at
     // each level (leaf: the key's lower-bound position).
     // (No default initialisers: descend_path() sets every field of the
-    // levels below the root, and making a path then costs nothing.)
+    // levels from the root down, and making a path then costs nothing.)
     struct path_level {
         buffer buf;
         std::uint32_t index;
