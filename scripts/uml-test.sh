@@ -420,14 +420,32 @@ crash_one() {
                 local r=0
                 e2fsck -E journal_only -y "$c" >"$run/replay.out" 2>&1 || r=$?
                 [ $r -le 1 ] || { cat "$run/replay.out"; die "e2fsck -E journal_only: status $r"; }
-                # e2fsck also releases the orphan list (frees or truncates
-                # those inodes): a change outside the kernel, hence outside
-                # the maps. Counted apart, pass or fail.
+                # e2fsck writes the superblock (s_wtime), which the live
+                # stamp names, when it replays: the maps read as stale
+                # after it, whatever it did (a kill after the clean
+                # unmount leaves nothing to replay, and the full stamp
+                # fresh). Without orphans they must still agree with the
+                # filesystem in everything but the stamp. e2fsck also
+                # releases the orphan list (frees or truncates those
+                # inodes): a change outside the kernel, hence outside the
+                # maps, which then disagree; they must read as stale (not
+                # fresh and wrong) and the next patched mount must refuse
+                # them. Counted apart ("with orphans").
                 if grep -q 'orphaned inode' "$run/replay.out"; then
                     log "  e2fsck released orphans: $(grep 'orphaned inode' "$run/replay.out" | tr '\n' ';')"
                     touch "$run/orphans"
-                fi
-                check_image "$c" fresh ;;
+                    keeps='' check_image "$c" stale
+                    boot "$c" mount
+                    if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+                    grep -q 'jbtree: maps at blocks .* are stale .*not kept' "$run/console" ||
+                        { grep -i jbtree "$run/console"; die "the next patched mount kept maps e2fsck left stale"; }
+                    log "  the next patched mount refused the maps (stale)"
+                    keeps='' check_image "$c" stale
+                elif [ "$want_stamp" = 'stamp current' ]; then
+                    check_image "$c" fresh
+                else
+                    check_image "$c" stale
+                fi ;;
             jbtree)
                 "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
                 # jbtree-e2fs replay replays the journal only; e2fsck -E
