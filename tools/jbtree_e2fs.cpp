@@ -744,17 +744,6 @@ int reset_corrupt_journal(const char* path, const std::vector<jbd2::log_extent>&
     if (recover) fs->super->s_state &= static_cast<__u16>(~EXT2_VALID_FS);
     ext2fs_mark_super_dirty(fs);
     fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
-    // Writing the superblock sets s_wtime, which a live stamp of the
-    // patched kernel names: this replay changed nothing the journal did
-    // not, so a live stamp that named the replayed state is moved along.
-    const std::uint64_t wtime_before = fs->super->s_wtime | (std::uint64_t{fs->super->s_wtime_hi} << 32);
-    if (errcode_t fe = ext2fs_flush(fs)) {
-        ext2fs_adapter::close_without_writing(fs);
-        return fail(ecode::io, std::string("writing the superblock: ") + error_message(fe));
-    }
-    bool carried = false;
-    if (ext2fs_adapter::carry_live_stamp(fs, wtime_before, &carried) != errc::ok)
-        std::fprintf(stderr, "%s: warning: could not carry the maps' live stamp forward: they will read as stale\n", path);
     if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
     return fail(ecode::corrupted, std::string("the journal superblock is corrupt (") +
                                       jbd2::describe(jbd2::sb_problem::bad_checksum) +
@@ -839,15 +828,18 @@ int cmd_replay(const char* path) {
     ext2fs_mark_super_dirty(fs);
     fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
     // Writing the superblock sets s_wtime, which a live stamp of the
-    // patched kernel names: this replay changed nothing the journal did
-    // not, so a live stamp that named the replayed state is moved along.
+    // patched kernel names: a replay that went through changed nothing the
+    // journal did not, so a live stamp that named the replayed state is
+    // moved along (not after a damaged journal, a failed commit or a
+    // journal error: the file system then needs e2fsck).
     const std::uint64_t wtime_before = fs->super->s_wtime | (std::uint64_t{fs->super->s_wtime_hi} << 32);
     if (errcode_t fe = ext2fs_flush(fs)) {
         ext2fs_adapter::close_without_writing(fs);
         return fail(ecode::io, std::string("writing the superblock: ") + error_message(fe));
     }
     bool carried = false;
-    if (ext2fs_adapter::carry_live_stamp(fs, wtime_before, &carried) != errc::ok)
+    if (e == errc::ok && !info.failed_commit && !journal_errno &&
+        ext2fs_adapter::carry_live_stamp(fs, wtime_before, &carried) != errc::ok)
         std::fprintf(stderr, "%s: warning: could not carry the maps' live stamp forward: they will read as stale\n", path);
     if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
     const std::string fc_text =
