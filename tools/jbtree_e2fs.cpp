@@ -832,14 +832,12 @@ int cmd_replay(const char* path) {
     // journal did not, so a live stamp that named the replayed state is
     // moved along (not after a damaged journal, a failed commit or a
     // journal error: the file system then needs e2fsck).
-    const std::uint64_t wtime_before = fs->super->s_wtime | (std::uint64_t{fs->super->s_wtime_hi} << 32);
+    const ext2fs_adapter::map_stamp before = ext2fs_adapter::stamp_of(fs);
     if (errcode_t fe = ext2fs_flush(fs)) {
         ext2fs_adapter::close_without_writing(fs);
         return fail(ecode::io, std::string("writing the superblock: ") + error_message(fe));
     }
-    bool carried = false;
-    if (e == errc::ok && !info.failed_commit && !journal_errno &&
-        ext2fs_adapter::carry_live_stamp(fs, wtime_before, &carried) != errc::ok)
+    if (e == errc::ok && !info.failed_commit && !journal_errno && ext2fs_adapter::carry_live_stamp(fs, before) != errc::ok)
         std::fprintf(stderr, "%s: warning: could not carry the maps' live stamp forward: they will read as stale\n", path);
     if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
     const std::string fc_text =

@@ -21,8 +21,8 @@
 // change of the filesystem (a mount, a write through libext2fs, a repair)
 // shows the maps as stale. Version 2, the live stamp: written by the
 // patched kernel (contrib/linux/) in its first handle after it opens the
-// maps at mount, "kept live since mount M", M named by the s_mnt_count and
-// s_mtime that mount wrote into the superblock; the maps are then current
+// maps at mount, "kept live since mount M", M named by the s_mnt_count,
+// s_mtime and s_wtime that mount wrote into the superblock; the maps are then current
 // at every commit of the journal, so after a crash and any replay they
 // are fresh while the superblock still names that mount (docs/kernel.md,
 // "Crashes").
@@ -58,7 +58,7 @@ inline constexpr std::uint32_t extents_in_inode = 4;
 inline constexpr std::uint32_t map_slot_rmap = 0, map_slot_refcount = 1, map_slot_parent = 2;
 
 // The volume's owner_data (64 bytes, little-endian). Version 2 uses
-// fs_mtime, mnt_count, flags and built_at; its other fields are zero.
+// fs_wtime, fs_mtime, mnt_count, flags and built_at; its other fields are zero.
 struct map_stamp {
     le32 magic;          // 0x00 map_stamp_magic
     le32 version;        // 0x04 map_stamp_full (1) or map_stamp_live (2)
@@ -340,15 +340,14 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
 
 // After a tool that changed nothing but what a journal replay restores
 // (jbtree-e2fs replay) wrote the superblock, which sets s_wtime: if the
-// maps carry a live stamp that named the replayed filesystem's mount with
-// s_wtime == wtime_before (the replayed superblock's), move it to the
-// s_wtime now in fs->super, so that they read as fresh as they did before
-// the write. The volume superblock is rewritten in place (generation + 1,
-// checksum), as the kernel writes its stamps. *carried says whether it
-// was. errc::io when libext2fs fails; a map file that is absent, foreign
-// or damaged, or any other stamp, is left alone (errc::ok).
-[[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, std::uint64_t wtime_before, bool* carried = nullptr) noexcept {
-    if (carried) *carried = false;
+// maps carry a live stamp that was fresh for `before` (stamp_of() of the
+// replayed filesystem, taken before the write), move it to the s_wtime
+// now in fs->super, so that they read as fresh as they did before the
+// write. The volume superblock is rewritten in place (generation + 1,
+// checksum), as the kernel writes its stamps. errc::io when libext2fs
+// fails; a map file that is absent, foreign or damaged, or any other
+// stamp, is left alone (errc::ok).
+[[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, const map_stamp& before) noexcept {
     map_file mf;
     if (locate_map_file(fs, mf) != errc::ok) return errc::io;
     if (mf.state != map_file_state::present) return errc::ok;
@@ -360,17 +359,12 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
     if (vsb->magic.get() != volume_magic || vsb->checksum.get() != volume_sb_checksum(blk.get())) return errc::ok;
     map_stamp st;
     std::memcpy(&st, vsb->owner_data, sizeof st);
-    const map_stamp now = stamp_of(fs);
-    if (st.magic.get() != map_stamp_magic || st.version.get() != map_stamp_live || st.flags.get() != 0 ||
-        st.mnt_count.get() != now.mnt_count.get() || st.fs_mtime.get() != now.fs_mtime.get() ||
-        st.fs_wtime.get() != wtime_before)
-        return errc::ok;
-    st.fs_wtime.set(now.fs_wtime.get());
+    if (st.version.get() != map_stamp_live || !stamp_matches(st, before)) return errc::ok;
+    st.fs_wtime.set(stamp_of(fs).fs_wtime.get());
     std::memcpy(vsb->owner_data, &st, sizeof st);
     vsb->generation.set(vsb->generation.get() + 1);
     vsb->checksum.set(volume_sb_checksum(blk.get()));
     if (io_channel_write_blk64(fs->io, mf.first, 1, blk.get()) || io_channel_flush(fs->io)) return errc::io;
-    if (carried) *carried = true;
     return errc::ok;
 }
 
