@@ -380,15 +380,15 @@ private:
     // second time to a block verified as something else. Other buffers are
     // fully checked on every read.
     [[nodiscard]] JBTREE_HOT result<buffer> read_node(std::uint64_t blkno, unsigned level) noexcept {
-        return read_node(blkno, level, [](const unsigned char*) noexcept {});
+        return checked_node(st_->read(blkno), blkno, level);
     }
-    // The same; `ahead(data)` runs once the block's address is known and
-    // before its first byte is read (descents prefetch there).
-    template <class Ahead>
-    [[nodiscard]] JBTREE_HOT result<buffer> read_node(std::uint64_t blkno, unsigned level, Ahead&& ahead) noexcept {
-        auto r = st_->read(blkno);
+    // The validation half of read_node, for a block read (r) by the caller:
+    // read_child() prefetches between the two. (Not a callback: GCC 12 may
+    // outline a lambda that only prefetches, find it free of side effects
+    // and drop the call, prefetches and all.)
+    [[nodiscard]] JBTREE_HOT result<buffer> checked_node(result<buffer>&& r, std::uint64_t blkno,
+                                                         unsigned level) noexcept {
         if (!r) return r.error();
-        ahead(static_cast<const unsigned char*>(r->data()));
         if constexpr (CheckedBlockBuffer<buffer>) {
             // Verified since it was read: only what depends on how it was
             // reached can be wrong now (another tree type or tree, another
@@ -456,10 +456,10 @@ private:
                 cb.where = rank_where(Traits::key_rank(*k), Traits::key_rank(cb.lo), Traits::key_rank(cb.hi));
                 cb.has_where = true;
             }
-        auto r = read_node(blk, level, [&](const unsigned char* n) noexcept {
-            if constexpr (RankedKeys<Traits>)
-                prefetch_around(n, level, cb, tail);
-        });
+        auto raw = st_->read(blk);
+        if constexpr (RankedKeys<Traits>)
+            if (raw) prefetch_around(static_cast<const unsigned char*>(raw->data()), level, cb, tail);
+        auto r = checked_node(rvalue(raw), blk, level);
         if (!r) return r.error();
         b = cb;
         if (!within(r->data(), level == 0, b)) return fault(blk, node_fault::bounds);
@@ -508,7 +508,7 @@ private:
         prefetch_window<(2 * margin + 1) * key_size>(lay_.key(n, leaf, g > margin ? g - margin : 0));
     }
     // Every cache line of [from, to].
-    static void prefetch_lines(const unsigned char* from, const unsigned char* to) noexcept {
+    JBTREE_HOT static void prefetch_lines(const unsigned char* from, const unsigned char* to) noexcept {
         for (const unsigned char* p = from; p < to; p += 64) __builtin_prefetch(p);
         __builtin_prefetch(to);
     }
