@@ -557,6 +557,7 @@ over_one() {
     make_image "$k" "$img"
     [ "$m" = yes ] && "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
     boot "$img" >/dev/null
+    cp "$run/console" "$run/console.over.$k.$m"
     if [ "$m" = yes ]; then
         grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
             { grep -i jbtree "$run/console"; die "overhead: the maps were not kept"; }

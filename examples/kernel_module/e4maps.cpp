@@ -151,10 +151,11 @@ std::uint64_t extra_credits(const e4maps* m) noexcept { return 1 + std::uint64_t
 // handle changed in them commits with a stamp that no longer matches the
 // filesystem.
 template <class F>
-int run_in(e4maps* m, kglue_handle* kh, std::uint64_t credits, F&& f) noexcept {
+int run_in(e4maps* m, kglue_handle* kh, int kind, std::uint64_t credits, F&& f) noexcept {
     if (!kh || credits >= 0x7FFF0000u) return as_int(errc::invalid);
     J::handle h = J::adopt(kh);
     ++m->stats.changes;
+    ++m->stats.calls[kind];
     const std::uint64_t want = credits + extra_credits(m);
     const std::uint32_t left = m->jr.credits_left(h);
     if (left < want) {
@@ -168,8 +169,12 @@ int run_in(e4maps* m, kglue_handle* kh, std::uint64_t credits, F&& f) noexcept {
         }
     }
     h.held = static_cast<std::uint32_t>(extra_credits(m));
+    const int c0 = kglue_credits_left(kh);
     errc e = f(h);
+    const int c1 = kglue_credits_left(kh);
     if (e == errc::ok) e = write_anchors(m, h);
+    m->stats.nodes[kind] += static_cast<std::uint32_t>(c0 - c1);
+    m->stats.anchors[kind] += static_cast<std::uint32_t>(c1 - kglue_credits_left(kh));
     return as_int(e);
 }
 
@@ -203,6 +208,9 @@ int e4maps_open(kglue_fs* fs, uint64_t first, uint64_t blocks, const unsigned ch
     void* p = kglue_alloc(sizeof(e4maps));
     if (!p) return as_int(errc::no_memory);
     e4maps* m = ::new (p) e4maps(fs, seed);
+    // Changed nodes are sealed by jbd2's frozen trigger, once per commit
+    // (e4maps_close's caller commits everything first).
+    m->st.defer_seals();
     m->geo = g;
     for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) m->owner_data[i] = od[i];
     auto rm = RM::open(m->st, m->jr, a[0]);
@@ -260,7 +268,7 @@ void e4maps_get_credits(e4maps* m, e4maps_credits* c) {
 int e4maps_rmap_map_in(e4maps* m, kglue_handle* kh, uint64_t start, uint64_t len, uint64_t owner, uint64_t offset,
                        uint32_t flags) {
     auto& rm = m->rm.get();
-    return run_in(m, kh, rm.map_credits(),
+    return run_in(m, kh, E4MAPS_RMAP_MAP, rm.map_credits(),
                   [&](J::handle& h) noexcept { return rm.map(h, start, len, owner, offset, flags); });
 }
 
@@ -269,13 +277,13 @@ int e4maps_rmap_unmap_in(e4maps* m, kglue_handle* kh, uint64_t start, uint64_t l
     auto& rm = m->rm.get();
     auto c = rm.unmap_credits(start, len, owner, offset);
     if (!c) return as_int(c.error());
-    return run_in(m, kh, *c, [&](J::handle& h) noexcept { return rm.unmap(h, start, len, owner, offset); });
+    return run_in(m, kh, E4MAPS_RMAP_UNMAP, *c, [&](J::handle& h) noexcept { return rm.unmap(h, start, len, owner, offset); });
 }
 
 int e4maps_parent_add_in(e4maps* m, kglue_handle* kh, uint64_t child, uint64_t parent, uint32_t parent_gen,
                          const char* name, size_t len) {
     auto& pm = m->pm.get();
-    return run_in(m, kh, pm.add_credits(), [&](J::handle& h) noexcept {
+    return run_in(m, kh, E4MAPS_PARENT_ADD, pm.add_credits(), [&](J::handle& h) noexcept {
         return pm.add(h, child, parent, parent_gen, jbtree::name_ref(name, len));
     });
 }
@@ -283,14 +291,14 @@ int e4maps_parent_add_in(e4maps* m, kglue_handle* kh, uint64_t child, uint64_t p
 int e4maps_parent_remove_in(e4maps* m, kglue_handle* kh, uint64_t child, uint64_t parent, const char* name,
                             size_t len) {
     auto& pm = m->pm.get();
-    return run_in(m, kh, pm.remove_credits(),
+    return run_in(m, kh, E4MAPS_PARENT_REMOVE, pm.remove_credits(),
                   [&](J::handle& h) noexcept { return pm.remove(h, child, parent, jbtree::name_ref(name, len)); });
 }
 
 int e4maps_set_owner_data_in(e4maps* m, kglue_handle* kh, const unsigned char* data) {
     for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) m->owner_data[i] = data[i];
     m->owner_data_dirty = true;
-    return run_in(m, kh, 0, [](J::handle&) noexcept { return errc::ok; });
+    return run_in(m, kh, E4MAPS_OTHER, 0, [](J::handle&) noexcept { return errc::ok; });
 }
 
 namespace {

@@ -42,6 +42,9 @@ struct e4maps_geometry {
  * Memory: one kglue_alloc. */
 int e4maps_open(struct kglue_fs *fs, uint64_t first, uint64_t blocks, const unsigned char fs_uuid[16],
 		struct e4maps **out, const char **why);
+/* Close: nothing the maps changed may still be in an uncommitted
+ * transaction (its nodes are sealed at commit by a trigger that calls into
+ * m): commit first, or destroy the journal first. */
 void e4maps_close(struct e4maps *m);
 void e4maps_get_geometry(const struct e4maps *m, struct e4maps_geometry *g);
 /* The 64 bytes of owner_data (the build stamp) as read at open or last set. */
@@ -68,9 +71,15 @@ struct e4maps_credits {
 };
 void e4maps_get_credits(struct e4maps *m, struct e4maps_credits *c);
 /* What the changes cost since open: calls, handle extends (the caller's
- * reservation fell short), credits asked that way, extends refused. */
+ * reservation fell short), credits asked that way, extends refused; then
+ * per kind of change (E4MAPS_RMAP_MAP ...) the calls and the buffer
+ * credits they used, i.e. the map blocks they were the first to dirty in
+ * their transaction (what jbd2 logs for the maps): tree nodes and bitmap
+ * blocks (nodes), the volume superblock (anchors). */
+enum { E4MAPS_RMAP_MAP, E4MAPS_RMAP_UNMAP, E4MAPS_PARENT_ADD, E4MAPS_PARENT_REMOVE, E4MAPS_OTHER, E4MAPS_KINDS };
 struct e4maps_stats {
 	uint32_t changes, extends, extend_credits, extends_refused;
+	uint32_t calls[E4MAPS_KINDS], nodes[E4MAPS_KINDS], anchors[E4MAPS_KINDS];
 };
 void e4maps_get_stats(const struct e4maps *m, struct e4maps_stats *s);
 int e4maps_rmap_map_in(struct e4maps *m, struct kglue_handle *h, uint64_t start, uint64_t len, uint64_t owner,

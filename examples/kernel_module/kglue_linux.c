@@ -16,12 +16,65 @@ static inline handle_t *to_handle(const struct kglue_handle *h) { return (handle
 
 uint32_t kglue_block_size(struct kglue_fs *fs) { return fs->sb->s_blocksize; }
 
+/* sb_bread, except that a block read from the device loses BH_Verified
+ * (as ext4's own metadata reads clear it): kglue_checked then says no. */
 struct kglue_buf *kglue_read(struct kglue_fs *fs, uint64_t blk, int *err)
 {
-	struct buffer_head *bh = sb_bread(fs->sb, blk);
+	struct buffer_head *bh = sb_getblk(fs->sb, blk);
 
-	*err = bh ? 0 : -EIO;
+	if (!bh) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	if (!buffer_uptodate(bh)) {
+		clear_buffer_verified(bh);
+		if (bh_read(bh, 0) < 0) {
+			brelse(bh);
+			*err = -EIO;
+			return NULL;
+		}
+	}
+	*err = 0;
 	return from_bh(bh);
+}
+
+int kglue_checked(const struct kglue_buf *b) { return buffer_verified((struct buffer_head *)b); }
+void kglue_set_checked(struct kglue_buf *b) { set_buffer_verified(to_bh(b)); }
+
+static void kglue_frozen(struct jbd2_buffer_trigger_type *t, struct buffer_head *bh, void *data, size_t size)
+{
+	struct kglue_fs *fs = container_of(t, struct kglue_fs, seal_trigger);
+
+	fs->seal(fs->seal_ctx, data, size);
+}
+
+void kglue_set_sealer(struct kglue_fs *fs, void (*seal)(void *ctx, unsigned char *data, size_t size), void *ctx)
+{
+	fs->seal = seal;
+	fs->seal_ctx = ctx;
+	fs->seal_trigger.t_frozen = seal ? kglue_frozen : NULL;
+	fs->seal_trigger.t_abort = NULL;
+}
+
+/* The buffer is journaled in the running handle (write or create access
+ * taken): its journal head carries the trigger from now on; jbd2 runs it
+ * on the bytes each commit logs or freezes. Checked: the change is ours. */
+int kglue_defer_seal(struct kglue_fs *fs, struct kglue_buf *b)
+{
+	struct buffer_head *bh = to_bh(b);
+
+	if (!fs->seal || !buffer_jbd(bh))
+		return 0;
+	jbd2_journal_set_triggers(bh, &fs->seal_trigger);
+	set_buffer_verified(bh);
+	return 1;
+}
+
+int kglue_seal_pending(const struct kglue_buf *b)
+{
+	struct buffer_head *bh = (struct buffer_head *)b;
+
+	return buffer_jbd(bh) && buffer_jbddirty(bh);
 }
 
 struct kglue_buf *kglue_new_block(struct kglue_fs *fs, int *err)
@@ -48,6 +101,7 @@ struct kglue_buf *kglue_new_block(struct kglue_fs *fs, int *err)
 	lock_buffer(bh);
 	memset(bh->b_data, 0, bh->b_size);
 	set_buffer_uptodate(bh);
+	clear_buffer_verified(bh);
 	unlock_buffer(bh);
 	return from_bh(bh);
 }

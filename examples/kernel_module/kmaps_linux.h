@@ -27,6 +27,11 @@ struct kglue_fs {
 	int (*new_block)(struct kglue_fs *fs, handle_t *handle, u64 *blk);
 	void (*free_block)(struct kglue_fs *fs, handle_t *handle, u64 blk);
 	void *private_data;
+	/* Set by kglue_set_sealer (zeroed by the filesystem side): the jbd2
+	 * frozen trigger that seals a changed node once per commit. */
+	struct jbd2_buffer_trigger_type seal_trigger;
+	void (*seal)(void *ctx, unsigned char *data, size_t size);
+	void *seal_ctx;
 };
 
 #endif

@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include <jbtree/base/errc.hpp>
+#include <jbtree/node/header.hpp>
 #include <jbtree/policy/block_storage.hpp>
 #include <jbtree/policy/journal.hpp>
 
@@ -38,19 +39,28 @@ using jbtree::from_errno; // a kernel errno as errc
 class kernel_storage {
 public:
     // A pinned block: the reference is dropped (brelse) when it goes.
+    // CheckedBlockBuffer (kglue_checked: BH_Verified under Linux) and
+    // SealDeferringBuffer (kglue_defer_seal: jbd2's frozen trigger), each
+    // only where the glue supports it and, for sealing, once
+    // defer_seals() registered the sealer.
     class buffer {
     public:
         buffer() noexcept = default;
-        explicit buffer(kglue_buf* b) noexcept : b_(b) {}
-        buffer(buffer&& o) noexcept : b_(o.b_) { o.b_ = nullptr; }
+        explicit buffer(kglue_buf* b, kglue_fs* fs = nullptr) noexcept : b_(b), fs_(fs) {}
+        buffer(buffer&& o) noexcept : b_(o.b_), fs_(o.fs_) { o.b_ = nullptr; }
         buffer& operator=(buffer&& o) noexcept {
             if (this != &o) {
                 if (b_) kglue_release(b_);
                 b_ = o.b_;
+                fs_ = o.fs_;
                 o.b_ = nullptr;
             }
             return *this;
         }
+        [[nodiscard]] bool checked() const noexcept { return kglue_checked(b_) != 0; }
+        void set_checked() noexcept { kglue_set_checked(b_); }
+        [[nodiscard]] bool defer_seal() noexcept { return fs_ && kglue_defer_seal(fs_, b_) != 0; }
+        [[nodiscard]] bool sealed() const noexcept { return kglue_seal_pending(b_) == 0; }
         ~buffer() {
             if (b_) kglue_release(b_);
         }
@@ -60,9 +70,18 @@ public:
 
     private:
         kglue_buf* b_ = nullptr;
+        kglue_fs* fs_ = nullptr;
     };
 
     kernel_storage(kglue_fs* fs, std::uint32_t checksum_seed) noexcept : fs_(fs), seed_(checksum_seed) {}
+    kernel_storage(const kernel_storage&) = delete;
+    kernel_storage& operator=(const kernel_storage&) = delete;
+
+    // Nodes changed in a handle are sealed by the glue's commit-time
+    // trigger (once per commit) instead of after every change. The storage
+    // must then stay where it is, and outlive every commit of a
+    // transaction that holds a node it changed (kglue.h).
+    void defer_seals() noexcept { kglue_set_sealer(fs_, &seal_trampoline, this); }
 
     [[nodiscard]] std::uint32_t block_size() const noexcept { return kglue_block_size(fs_); }
     [[nodiscard]] bool checksums() const noexcept { return true; }
@@ -71,13 +90,13 @@ public:
         int err = 0;
         kglue_buf* b = kglue_read(fs_, blkno, &err);
         if (!b) return from_errno(err);
-        return buffer(b);
+        return buffer(b, fs_);
     }
     [[nodiscard]] jbtree::result<buffer> allocate() noexcept {
         int err = 0;
         kglue_buf* b = kglue_new_block(fs_, &err);
         if (!b) return from_errno(err);
-        return buffer(b);
+        return buffer(b, fs_);
     }
     [[nodiscard]] jbtree::errc free(std::uint64_t blkno) noexcept {
         kglue_free_block(fs_, blkno);
@@ -87,10 +106,15 @@ public:
     [[nodiscard]] jbtree::errc flush() noexcept { return jbtree::errc::ok; }          // the journal's commit
 
 private:
+    static void seal_trampoline(void* ctx, unsigned char* data, std::size_t size) noexcept {
+        jbtree::seal_node(data, static_cast<std::uint32_t>(size), static_cast<kernel_storage*>(ctx)->seed_);
+    }
     kglue_fs* fs_;
     std::uint32_t seed_;
 };
 static_assert(jbtree::BlockStorage<kernel_storage>);
+static_assert(jbtree::CheckedBlockBuffer<kernel_storage::buffer>);
+static_assert(jbtree::SealDeferringBuffer<kernel_storage::buffer>);
 
 class kernel_journal {
 public:

@@ -52,6 +52,27 @@ void kglue_free_block(struct kglue_fs *fs, uint64_t blk);
 unsigned char *kglue_data(struct kglue_buf *b);
 uint64_t kglue_blocknr(const struct kglue_buf *b);
 void kglue_release(struct kglue_buf *b); /* brelse */
+/* Optional, for a cache that remembers verification (jbtree's
+ * CheckedBlockBuffer): 1 if the block was verified (kglue_set_checked)
+ * since it was last read from the device or created (Linux: BH_Verified,
+ * cleared by kglue_read when it reads the device and by kglue_new_block).
+ * A glue without that memory returns 0 and ignores set_checked. */
+int kglue_checked(const struct kglue_buf *b);
+void kglue_set_checked(struct kglue_buf *b);
+/* Optional, after jbd2's frozen trigger (jbtree's SealDeferringBuffer):
+ * once kglue_set_sealer registered seal(ctx, data, size), which seals a
+ * node's bytes in place, kglue_defer_seal(fs, b) on a block whose write
+ * access was taken in the running handle returns 1 and promises seal() on
+ * the block's bytes before they leave for the journal (Linux: the jbd2
+ * buffer trigger t_frozen, which runs on the bytes a commit logs, or
+ * freezes, so the home copy written at checkpoint is sealed too); 0: seal
+ * it now (no sealer, or a glue without triggers). kglue_seal_pending: 1
+ * while such a block may still carry a stale checksum (it is part of a
+ * transaction not yet committed). The sealer must outlive every commit of
+ * a transaction that holds such a block (force a commit before it goes). */
+void kglue_set_sealer(struct kglue_fs *fs, void (*seal)(void *ctx, unsigned char *data, size_t size), void *ctx);
+int kglue_defer_seal(struct kglue_fs *fs, struct kglue_buf *b);
+int kglue_seal_pending(const struct kglue_buf *b);
 
 /* ---- the journal ---- */
 /* jbd2__journal_start(journal, credits, 0, revoke_credits, GFP_NOFS, ...):
