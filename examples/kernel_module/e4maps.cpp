@@ -47,6 +47,8 @@ struct e4maps {
     unsigned char owner_data[jbtree::volume_owner_data_size]{};
     jbtree::tree_anchor written[3]{}; // what the volume superblock holds (in the running transaction)
     bool owner_data_dirty = false;
+    bool generation_bumped = false;   // the volume superblock's generation was
+    std::uint64_t generation_tid = 0; // raised in this transaction already
     e4maps_stats stats{};
     jbtree::in_place<RM> rm;
     jbtree::in_place<RC> rc;
@@ -106,9 +108,22 @@ errc check_superblock(const unsigned char* blk, std::uint32_t bs, std::uint64_t 
 }
 
 
+// The frozen trigger (kglue_set_sealer): a changed block's bytes about to
+// be logged, or frozen, by a commit: the volume superblock gets its
+// checksum, a node its node checksum (the magics differ).
+void seal_block(void* ctx, unsigned char* data, std::size_t size) noexcept {
+    auto* m = static_cast<e4maps*>(ctx);
+    auto* sb = reinterpret_cast<jbtree::volume_superblock*>(data);
+    if (sb->magic.get() == jbtree::volume_magic)
+        sb->checksum.set(jbtree::volume_sb_checksum(data));
+    else
+        jbtree::seal_node(data, static_cast<std::uint32_t>(size), m->st.checksum_seed());
+}
+
 // The trees' anchors (and the owner data, if set) into the volume
-// superblock, in handle h, if they moved: generation + 1 and the checksum,
-// as the volume's own commit writes them (docs/format.md section 7).
+// superblock, in handle h, if they moved: generation + 1 once per
+// transaction and the checksum once per commit (the frozen trigger), as
+// the volume's own commit writes them (docs/format.md section 7).
 errc write_anchors(e4maps* m, J::handle& h) noexcept {
     const jbtree::tree_anchor now[slots] = {m->rm.get().anchor(), m->rc.get().anchor(), m->pm.get().anchor()};
     bool same = !m->owner_data_dirty;
@@ -126,8 +141,13 @@ errc write_anchors(e4maps* m, J::handle& h) noexcept {
         sb->anchors[i].height.set(now[i].height);
     }
     for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) sb->owner_data[i] = m->owner_data[i];
-    sb->generation.set(sb->generation.get() + 1);
-    sb->checksum.set(jbtree::volume_sb_checksum(p));
+    const std::uint64_t tid = m->jr.transaction_id(h);
+    if (!m->generation_bumped || m->generation_tid != tid) {
+        sb->generation.set(sb->generation.get() + 1);
+        m->generation_bumped = true;
+        m->generation_tid = tid;
+    }
+    if (!kglue_defer_seal(m->fs, b->get())) sb->checksum.set(jbtree::volume_sb_checksum(p));
     JBTREE_TRY(m->jr.dirty_metadata(h, *b));
     for (std::uint32_t i = 0; i < slots; ++i) m->written[i] = now[i];
     m->owner_data_dirty = false;
@@ -172,6 +192,7 @@ int run_in(e4maps* m, kglue_handle* kh, int kind, std::uint64_t credits, F&& f) 
     const int c0 = kglue_credits_left(kh);
     errc e = f(h);
     const int c1 = kglue_credits_left(kh);
+    m->stats.dirtied[kind] += h.dirtied;
     if (e == errc::ok) e = write_anchors(m, h);
     m->stats.nodes[kind] += static_cast<std::uint32_t>(c0 - c1);
     m->stats.anchors[kind] += static_cast<std::uint32_t>(c1 - kglue_credits_left(kh));
@@ -208,9 +229,9 @@ int e4maps_open(kglue_fs* fs, uint64_t first, uint64_t blocks, const unsigned ch
     void* p = kglue_alloc(sizeof(e4maps));
     if (!p) return as_int(errc::no_memory);
     e4maps* m = ::new (p) e4maps(fs, seed);
-    // Changed nodes are sealed by jbd2's frozen trigger, once per commit
-    // (e4maps_close's caller commits everything first).
-    m->st.defer_seals();
+    // Changed nodes and the volume superblock are sealed by jbd2's frozen
+    // trigger, once per commit (e4maps_close's caller commits first).
+    kglue_set_sealer(fs, &seal_block, m);
     m->geo = g;
     for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) m->owner_data[i] = od[i];
     auto rm = RM::open(m->st, m->jr, a[0]);

@@ -75,11 +75,13 @@ void e4maps_get_credits(struct e4maps *m, struct e4maps_credits *c);
  * per kind of change (E4MAPS_RMAP_MAP ...) the calls and the buffer
  * credits they used, i.e. the map blocks they were the first to dirty in
  * their transaction (what jbd2 logs for the maps): tree nodes and bitmap
- * blocks (nodes), the volume superblock (anchors). */
+ * blocks (nodes), the volume superblock (anchors); and the nodes the calls
+ * changed or freed, whether or not their transaction had them already. */
 enum { E4MAPS_RMAP_MAP, E4MAPS_RMAP_UNMAP, E4MAPS_PARENT_ADD, E4MAPS_PARENT_REMOVE, E4MAPS_OTHER, E4MAPS_KINDS };
 struct e4maps_stats {
 	uint32_t changes, extends, extend_credits, extends_refused;
 	uint32_t calls[E4MAPS_KINDS], nodes[E4MAPS_KINDS], anchors[E4MAPS_KINDS];
+	uint32_t dirtied[E4MAPS_KINDS]; /* nodes each kind changed or freed, repeats included */
 };
 void e4maps_get_stats(const struct e4maps *m, struct e4maps_stats *s);
 int e4maps_rmap_map_in(struct e4maps *m, struct kglue_handle *h, uint64_t start, uint64_t len, uint64_t owner,
