@@ -240,6 +240,7 @@ int e4maps_open(kglue_fs* fs, uint64_t first, uint64_t blocks, const unsigned ch
     if (!rm || !rc || !pm) {
         const errc e = !rm ? rm.error() : !rc ? rc.error() : pm.error();
         *why = "a tree's root node was refused";
+        kglue_set_sealer(fs, nullptr, nullptr);
         m->~e4maps();
         kglue_free(p);
         return as_int(e);
@@ -254,6 +255,7 @@ int e4maps_open(kglue_fs* fs, uint64_t first, uint64_t blocks, const unsigned ch
 
 void e4maps_close(e4maps* m) {
     if (!m) return;
+    kglue_set_sealer(m->fs, nullptr, nullptr);
     m->~e4maps();
     kglue_free(m);
 }
