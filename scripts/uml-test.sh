@@ -448,6 +448,7 @@ crash_one() {
                 fi ;;
             jbtree)
                 "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
+                log "  $(tr '\n' ' ' <"$run/replay.out")"
                 # jbtree-e2fs replay replays the journal only; e2fsck -E
                 # journal_only also releases the orphan list, and the
                 # kernel does at its next mount. With an orphan list left,
