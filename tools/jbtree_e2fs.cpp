@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -833,6 +834,11 @@ int cmd_replay(const char* path) {
     // moved along (not after a damaged journal, a failed commit or a
     // journal error: the file system then needs e2fsck).
     const ext2fs_adapter::map_stamp before = ext2fs_adapter::stamp_of(fs);
+    // One s_wtime for both superblock writes: ext2fs_flush sets it, and
+    // ext2fs_close_free writes the superblock again (it adds the bytes
+    // written to s_kbytes_written) with a later one if the second turned
+    // meanwhile, after the carry below moved the live stamp to the first.
+    if (!fs->now) fs->now = std::time(nullptr);
     if (errcode_t fe = ext2fs_flush(fs)) {
         ext2fs_adapter::close_without_writing(fs);
         return fail(ecode::io, std::string("writing the superblock: ") + error_message(fe));
