@@ -310,6 +310,11 @@ boot() {
     device_blocks=$(awk -v b="$bsz" '$3 == "ubda" {print int($10 * 512 / b)}' "$run/console")
 }
 
+# no_ext4_error: fail if the last boot's console shows an ext4 error.
+no_ext4_error() {
+    if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+}
+
 kind=$([ $stock = 1 ] && echo stock || echo patched)
 # What the series keeps current (empty: it only opens the maps).
 keeps=$(grep -v '^#' "$repo/contrib/linux/uml/keeps" 2>/dev/null | tr '\n' ' ' | sed 's/ *$//' || true)
@@ -345,7 +350,7 @@ run_case() {
     log "  booted, ran and powered off in ${elapsed}s; jbd2 logged about $journal_blocks blocks, the device wrote $device_blocks blocks"
     grep -o "jbtree: [0-9]* changes.*" "$run/console" | sed "s/^/uml-test:   kernel: /" || true
     # Never an fs error, maps or not.
-    if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+    no_ext4_error
     # What the kernel said about the maps.
     local said
     said=$(grep -o 'jbtree: [^,(]*' "$run/console" | head -1 || true)
@@ -436,7 +441,7 @@ crash_one() {
                     touch "$run/orphans"
                     keeps='' check_image "$c" stale
                     boot "$c" mount
-                    if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+                    no_ext4_error
                     grep -q 'jbtree: maps at blocks .* are stale .*not kept' "$run/console" ||
                         { grep -i jbtree "$run/console"; die "the next patched mount kept maps e2fsck left stale"; }
                     log "  the next patched mount refused the maps (stale)"
@@ -470,7 +475,7 @@ crash_one() {
                     "$tool" check "$c" >"$run/check.orphans" 2>&1 || cst=$?
                     log "  before any mount: jbtree-e2fs check status $cst ($(grep -c 'problem: ' "$run/check.orphans") problems$(grep -m1 -o 'problem: .*' "$run/check.orphans" | cut -c1-100 | sed 's/^/: /'))"
                     boot "$c" mount
-                    if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+                    no_ext4_error
                     grep -q 'jbtree: maps opened.*verified, live stamp of the last mount' "$run/console" ||
                         { grep -i jbtree "$run/console"; die "the maps were not kept by the next mount after jbtree-e2fs replay"; }
                     grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
@@ -482,7 +487,7 @@ crash_one() {
                 fi ;;
             kernel)
                 boot "$c" mount
-                if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+                no_ext4_error
                 # Kept under the live stamp of the crashed mount (written
                 # and committed at that mount, before the workload).
                 grep -q "jbtree: maps opened.*verified, $want_stamp" "$run/console" ||
@@ -622,7 +627,7 @@ if [ $stock = 0 ] && [ "$maps" = yes ]; then
         seed=$((seed + 2))
         boot "$img"
         seed=$((seed - 2))
-        if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+        no_ext4_error
         grep -q 'jbtree: maps at blocks .* are stale .*not kept' "$run/console" ||
             { grep -i jbtree "$run/console"; die "the patched kernel did not refuse the stale maps"; }
         if grep -q 'jbtree: maps opened\|jbtree: maps kept\|jbtree: [0-9]* changes' "$run/console"; then
@@ -649,7 +654,7 @@ if [ $stock = 0 ] && [ "$maps" = yes ]; then
     log "$k: patched kernel, $ops operations, seed $seed, maps too small to be kept"
     boot "$img"
     cp "$run/console" "$run/console.$k.full"
-    if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
+    no_ext4_error
     if ! grep -q 'jbtree: .* failed (error -28): maps no longer kept' "$run/console"; then
         grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" || { grep -i jbtree "$run/console"; die "the small maps were neither kept nor given up"; }
         log "  the map file did not fill up ($ops operations): kept to the unmount; the give-up case not tested (more --ops, or a 1k kind)"
