@@ -8,6 +8,8 @@
 #include "ext4_image.hpp"
 
 #include <jbtree/ext2fs/map_file.hpp>
+#include <jbtree/hosted/owned_memory.hpp>
+#include <jbtree/journal/jbd2_journal.hpp>
 #include <jbtree/volume/volume.hpp>
 
 #include <cctype>
@@ -20,6 +22,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -1163,10 +1166,59 @@ bool write_stamp(const fs::path& img, const xa::map_stamp& st) {
     ext2fs_close_free(&fsys); // writes nothing else: the filesystem is unchanged
     return ok;
 }
+
+// A crash after one committed transaction: four free blocks logged through
+// jbtree's jbd2 writer over the image's own journal (needs_recovery set by
+// the writer, written in place as the kernel writes it, s_wtime and
+// s_kbytes_written untouched), nothing checkpointed. A replay then writes
+// them home (free blocks: nothing else changes) and counts their bytes.
+std::string log_one_transaction(const fs::path& img) {
+    ext4img::image_info info;
+    std::string err;
+    std::vector<std::uint64_t> free_blocks;
+    if (!ext4img::read_image_info(img, info, err) || !ext4img::find_free_blocks(img, 4, free_blocks, err)) return err;
+    auto f = ext4img::open_image_device(img, info.block_size);
+    if (!f) return "cannot open the image";
+    jbtree::hosted::file_device file = std::move(f.value());
+    std::vector<jbtree::jbd2::log_extent> ext;
+    for (const auto& e : info.journal_extents) ext.push_back({e.physical, static_cast<std::uint32_t>(e.count)});
+    jbtree::hosted::journal_sizes z;
+    z.block_size = info.block_size;
+    z.max_transaction_blocks = 64;
+    z.cache_blocks = 256; // at least the largest transaction and the cache's free minimum
+    z.committed_capacity = 8;
+    z.staging_blocks = 16;
+    z.revoke_capacity = 64;
+    jbtree::hosted::owned_memory mem(z);
+    ext4img::recover_flag<jbtree::hosted::file_device> flag{&file, std::vector<unsigned char>(info.block_size)};
+    std::optional<jbtree::jbd2::journal<jbtree::hosted::file_device>> j;
+    j.emplace(file, ext.data(), static_cast<std::uint32_t>(ext.size()), mem.journal());
+    jbtree::jbd2::journal_options o;
+    o.log_state = &ext4img::recover_flag<jbtree::hosted::file_device>::update;
+    o.log_state_ctx = &flag;
+    jbtree::jbd2::sb_problem why = jbtree::jbd2::sb_problem::none;
+    if (const jbtree::errc e = j->open(o, &why); e != jbtree::errc::ok)
+        return std::string("journal open: ") + jbtree::describe(e) + " (" + jbtree::jbd2::describe(why) + ")";
+    auto h = j->start(5);
+    if (!h.ok()) return std::string("start: ") + jbtree::describe(h.error());
+    for (std::uint64_t blk : free_blocks) {
+        auto b = j->read(blk);
+        if (!b.ok()) return std::string("read: ") + jbtree::describe(b.error());
+        if (const jbtree::errc e = j->get_write_access(*h, *b); e != jbtree::errc::ok)
+            return std::string("get_write_access: ") + jbtree::describe(e);
+        std::memset(b->data(), 0x5A, info.block_size);
+        if (const jbtree::errc e = j->dirty_metadata(*h, *b); e != jbtree::errc::ok)
+            return std::string("dirty_metadata: ") + jbtree::describe(e);
+    }
+    if (const jbtree::errc e = j->stop(*h); e != jbtree::errc::ok) return std::string("stop: ") + jbtree::describe(e);
+    if (const jbtree::errc e = j->commit(); e != jbtree::errc::ok) return std::string("commit: ") + jbtree::describe(e);
+    j.reset(); // crash: nothing checkpointed
+    return flag.sets > 0 ? std::string() : std::string("needs_recovery was not set");
+}
 } // namespace
 
-TEST_CASE("the live stamp (version 2): fresh while the superblock names its mount; stale after another mount, abandoned or unknown flags") {
-    // stamp_matches on its own.
+TEST_CASE("the live stamp (version 3): fresh while the superblock names its mount; stale after another mount, a write outside the kernel (in the same second too), abandoned or unknown flags") {
+    // The rule on its own (jbtree/maps/map_stamp.hpp, shared with the kernel glue).
     xa::map_stamp full{};
     full.magic.set(xa::map_stamp_magic);
     full.version.set(xa::map_stamp_full);
@@ -1178,34 +1230,82 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
     full.mnt_count.set(7);
     full.gdt_crc.set(0xABCD);
     CHECK(xa::stamp_matches(full, full));
-    const xa::map_stamp live = xa::live_stamp(7, 0x1'2345'6789ull, 1000, 42);
-    CHECK(live.version.get() == 2);
+    CHECK(xa::match_stamp(full, xa::state_in(full)) == xa::stamp_match::full);
+    const xa::map_stamp live = xa::live_stamp(xa::state_in(full), 42);
+    CHECK(live.version.get() == 3);
     CHECK(live.free_blocks.get() == 0);
+    CHECK(live.gdt_crc.get() == 0);
+    CHECK(live.kbytes_written.get() == 77);
+    CHECK(live.built_at.get() == 42);
     CHECK(xa::stamp_matches(live, full));
     xa::map_stamp later = full; // blocks allocated, the journal replayed: the same mount
-    later.kbytes_written.set(99);
     later.free_blocks.set(4000);
+    later.free_inodes.set(290);
     later.gdt_crc.set(0x1234);
     CHECK(xa::stamp_matches(live, later));
+    CHECK(xa::match_stamp(live, xa::state_in(later)) == xa::stamp_match::live);
     CHECK(!xa::stamp_matches(full, later));
     xa::map_stamp written = later; // the superblock written outside the kernel (e2fsck, a tool)
     written.fs_wtime.set(2000);
+    written.kbytes_written.set(80);
     CHECK(!xa::stamp_matches(live, written));
+    // Within the same second as the mount's write: s_wtime the same,
+    // s_kbytes_written raised by what the tool wrote.
+    xa::map_stamp same_second = later;
+    same_second.kbytes_written.set(78);
+    CHECK(!xa::stamp_matches(live, same_second));
+    CHECK(xa::match_stamp(live, xa::state_in(same_second)) == xa::stamp_match::stale);
     xa::map_stamp remounted = later;
     remounted.mnt_count.set(8);
     CHECK(!xa::stamp_matches(live, remounted));
     remounted = later;
     remounted.fs_mtime.set(0x1'2345'678Aull); // same count, another mount time (e2fsck reset the count since)
     CHECK(!xa::stamp_matches(live, remounted));
-    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 1000, 42, xa::map_stamp_abandoned), full));
-    CHECK(!xa::stamp_matches(xa::live_stamp(7, 0x1'2345'6789ull, 1000, 42, 2), full)); // a flag this reader does not know
-    xa::map_stamp v3 = live;
-    v3.version.set(3);
-    CHECK(!xa::stamp_matches(v3, full));
+    CHECK(!xa::stamp_matches(xa::live_stamp(xa::state_in(full), 42, xa::map_stamp_abandoned), full));
+    CHECK(!xa::stamp_matches(xa::live_stamp(xa::state_in(full), 42, 2), full)); // a flag this reader does not know
+    // A filesystem whose superblock counts no bytes written: libext2fs
+    // does not count them either, so a write would not show: never fresh.
+    xa::map_stamp uncounted = full;
+    uncounted.kbytes_written.set(0);
+    CHECK(!xa::stamp_matches(xa::live_stamp(xa::state_in(uncounted), 42), uncounted));
+    CHECK(xa::stamp_matches(uncounted, uncounted)); // a full stamp names everything: still fine
+    // Version 2, the live stamp of older kernels (no s_kbytes_written):
+    // stale even where all it names matches.
+    xa::map_stamp v2 = live;
+    v2.version.set(xa::map_stamp_live_v2);
+    v2.kbytes_written.set(0);
+    CHECK(!xa::stamp_matches(v2, full));
+    v2.kbytes_written.set(77);
+    CHECK(!xa::stamp_matches(v2, full));
+    xa::map_stamp v4 = live;
+    v4.version.set(4);
+    CHECK(!xa::stamp_matches(v4, full));
     xa::map_stamp nomagic = live;
     nomagic.magic.set(0);
     CHECK(!xa::stamp_matches(nomagic, full));
     CHECK(!xa::stamp_matches(full, live)); // `now` is always a full stamp
+    // The layout: the offsets of docs/format.md section 8.
+    {
+        const xa::map_stamp l = xa::live_stamp(xa::state_in(full), 0x0102030405060708ull, 1);
+        unsigned char b[64];
+        std::memcpy(b, &l, sizeof b);
+        auto le = [&](int at, int n) {
+            std::uint64_t v = 0;
+            for (int i = 0; i < n; ++i) v |= std::uint64_t{b[at + i]} << (8 * i);
+            return v;
+        };
+        CHECK(le(0x00, 4) == 0x3445424Au);
+        CHECK(le(0x04, 4) == 3);
+        CHECK(le(0x08, 8) == 1000);
+        CHECK(le(0x10, 8) == 0x1'2345'6789ull);
+        CHECK(le(0x18, 8) == 77);
+        CHECK(le(0x20, 8) == 0);
+        CHECK(le(0x28, 4) == 0);
+        CHECK(le(0x2C, 4) == 7);
+        CHECK(le(0x30, 4) == 0);
+        CHECK(le(0x34, 4) == 1);
+        CHECK(le(0x38, 8) == 0x0102030405060708ull);
+    }
 
     // Through jbtree-e2fs check, on an image whose maps carry a live stamp.
     const fs::path tmp = case_dir_or_skip();
@@ -1228,14 +1328,14 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         return p;
     };
     SUBCASE("naming the superblock's mount: fresh, and stays fresh as the filesystem changes through the maps") {
-        const fs::path p = copy_with("live.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
+        const fs::path p = copy_with("live.img", xa::live_stamp(xa::state_in(now), 1));
         const output o = capture_all(tool + " check " + q(p));
         CHECK_MESSAGE(o.status == 0, o.out);
         CHECK(o.out.find("stale") == std::string::npos);
         CHECK(fsck_n(p) == 0);
     }
     SUBCASE("another mount since (s_mnt_count changed): stale, saying so") {
-        const fs::path p = copy_with("remounted.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
+        const fs::path p = copy_with("remounted.img", xa::live_stamp(xa::state_in(now), 1));
         REQUIRE(run("tune2fs -C " + std::to_string(now.mnt_count.get() + 1) + " " + q(p) + " >/dev/null 2>&1") == 0);
         const output o = capture_all(tool + " check " + q(p));
         CHECK(o.status == 4);
@@ -1244,18 +1344,20 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         expect_failure("check " + q(p), "stale_maps", 4);
     }
     SUBCASE("another mount time, abandoned, unknown flags: stale") {
-        const fs::path a = copy_with("mtime.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get() + 1, now.fs_wtime.get(), 1));
+        xa::map_fs_state other_mtime = xa::state_in(now);
+        other_mtime.mtime += 1;
+        const fs::path a = copy_with("mtime.img", xa::live_stamp(other_mtime, 1));
         expect_failure("check " + q(a), "stale_maps", 4);
         const fs::path b = copy_with("abandoned.img",
-                                     xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1, xa::map_stamp_abandoned));
+                                     xa::live_stamp(xa::state_in(now), 1, xa::map_stamp_abandoned));
         const output o = capture_all(tool + " check " + q(b));
         CHECK(o.status == 4);
         CHECK_MESSAGE(o.out.find("the kernel stopped keeping them") != std::string::npos, o.out);
-        const fs::path c = copy_with("flags.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1, 4));
+        const fs::path c = copy_with("flags.img", xa::live_stamp(xa::state_in(now), 1, 4));
         expect_failure("check " + q(c), "stale_maps", 4);
     }
     SUBCASE("the superblock written outside the kernel (e2fsck, which may have released orphans outside the maps): stale") {
-        const fs::path p = copy_with("fscked.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
+        const fs::path p = copy_with("fscked.img", xa::live_stamp(xa::state_in(now), 1));
         REQUIRE(run("sleep 1; e2fsck -fy " + q(p) + " >/dev/null 2>&1") <= 1);
         const output o = capture_all(tool + " check " + q(p));
         CHECK(o.status == 4);
@@ -1270,7 +1372,7 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         xa::map_stamp flagged{};
         std::uint64_t f2 = 0;
         REQUIRE(stamp_now(a, flagged, f2));
-        REQUIRE(write_stamp(a, xa::live_stamp(flagged.mnt_count.get(), flagged.fs_mtime.get(), flagged.fs_wtime.get(), 1)));
+        REQUIRE(write_stamp(a, xa::live_stamp(xa::state_in(flagged), 1)));
         const fs::path b = tmp / "replay-e2fsck.img";
         fs::copy_file(a, b, fs::copy_options::overwrite_existing);
         REQUIRE(run("sleep 1") == 0); // another second: the replays' s_wtime differs from the stamp's
@@ -1279,6 +1381,7 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         xa::map_stamp after{};
         REQUIRE(stamp_now(a, after, f2));
         CHECK(after.fs_wtime.get() != flagged.fs_wtime.get());
+        CHECK(after.kbytes_written.get() != flagged.kbytes_written.get()); // carried too
         const output o = capture_all(tool + " check " + q(a));
         CHECK_MESSAGE(o.status == 0, o.out);
         CHECK(o.out.find("stale") == std::string::npos);
@@ -1287,8 +1390,59 @@ TEST_CASE("the live stamp (version 2): fresh while the superblock names its moun
         CHECK_MESSAGE(o2.status == 4, o2.out);
         CHECK(o2.out.find("stale") != std::string::npos);
     }
+    SUBCASE("a crash with a transaction to replay: e2fsck's replay within the mount's second leaves the maps stale (s_kbytes_written), jbtree-e2fs replay keeps them fresh, in that second or when every time() is another") {
+        const fs::path a = tmp / "logged.img";
+        fs::copy_file(img, a, fs::copy_options::overwrite_existing);
+        const std::string logged = log_one_transaction(a);
+        REQUIRE_MESSAGE(logged.empty(), logged);
+        xa::map_stamp crashed{};
+        std::uint64_t f2 = 0;
+        REQUIRE(stamp_now(a, crashed, f2));
+        REQUIRE(crashed.kbytes_written.get() != 0);
+        REQUIRE(write_stamp(a, xa::live_stamp(xa::state_in(crashed), 1)));
+        const std::string wtime = std::to_string(crashed.fs_wtime.get());
+        // e2fsck writing the superblock in the second the crashed mount
+        // wrote it (E2FSCK_TIME: e2fsck's clock, which it gives libext2fs).
+        const fs::path b = tmp / "logged-e2fsck.img";
+        fs::copy_file(a, b, fs::copy_options::overwrite_existing);
+        REQUIRE(run("E2FSCK_TIME=" + wtime + " e2fsck -p -E journal_only " + q(b) + " >/dev/null 2>&1") <= 1);
+        xa::map_stamp fscked{};
+        REQUIRE(stamp_now(b, fscked, f2));
+        CHECK(fscked.fs_wtime.get() == crashed.fs_wtime.get()); // the same second: s_wtime alone cannot tell
+        CHECK(fscked.mnt_count.get() == crashed.mnt_count.get());
+        CHECK(fscked.fs_mtime.get() == crashed.fs_mtime.get());
+        CHECK(fscked.kbytes_written.get() > crashed.kbytes_written.get()); // the replay's bytes
+        const output o = capture_all(tool + " check " + q(b));
+        CHECK_MESSAGE(o.status == 4, o.out);
+        CHECK_MESSAGE(o.out.find("the superblock was written outside the kernel since") != std::string::npos, o.out);
+        expect_failure("check " + q(b), "stale_maps", 4);
+        // jbtree-e2fs replay under a clock frozen at that second, and
+        // under one where every time() call is a second later (its two
+        // superblock writes, ext2fs_flush's and ext2fs_close's, then fall
+        // in different seconds, and the second raises s_kbytes_written).
+        for (const std::string step : {"0", "1"}) {
+            CAPTURE(step);
+            const fs::path c = tmp / ("logged-replay-" + step + ".img");
+            fs::copy_file(a, c, fs::copy_options::overwrite_existing);
+            const std::string timed = std::string("ASAN_OPTIONS=exitcode=99:verify_asan_link_order=0 UBSAN_OPTIONS=halt_on_error=1:exitcode=98 "
+                                                  "LD_PRELOAD=" JBTREE_FAKE_TIME_LIB " JBTREE_FAKE_TIME=") + wtime +
+                                      " JBTREE_FAKE_TIME_STEP=" + step + " " + JBTREE_E2FS_TOOL;
+            const output r = capture_all(timed + " replay " + q(c));
+            REQUIRE_MESSAGE(r.status == 0, r.out);
+            CHECK_MESSAGE(r.out.find("1 transactions replayed") != std::string::npos, r.out);
+            xa::map_stamp replayed{};
+            REQUIRE(stamp_now(c, replayed, f2));
+            CHECK(replayed.kbytes_written.get() > crashed.kbytes_written.get());
+            if (step == "0") CHECK(replayed.fs_wtime.get() == crashed.fs_wtime.get());
+            else CHECK(replayed.fs_wtime.get() > crashed.fs_wtime.get()); // the flush at that second, the close after it
+            const output k = capture_all(tool + " check " + q(c));
+            CHECK_MESSAGE(k.status == 0, k.out);
+            CHECK(k.out.find("stale") == std::string::npos);
+            CHECK(fsck_n(c) == 0);
+        }
+    }
     SUBCASE("what it cannot see: a change outside the kernel that leaves the mount named (check still finds it)") {
-        const fs::path p = copy_with("outside.img", xa::live_stamp(now.mnt_count.get(), now.fs_mtime.get(), now.fs_wtime.get(), 1));
+        const fs::path p = copy_with("outside.img", xa::live_stamp(xa::state_in(now), 1));
         REQUIRE(run("debugfs -w -R 'ln /d/f1 /d/another-name' " + q(p) + " >/dev/null 2>&1") == 0);
         expect_failure("check " + q(p), "maps_inconsistent", 4);
     }

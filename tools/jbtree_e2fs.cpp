@@ -828,24 +828,32 @@ int cmd_replay(const char* path) {
     }
     ext2fs_mark_super_dirty(fs);
     fs->flags |= EXT2_FLAG_MASTER_SB_ONLY; // as e2fsck: the backups are not touched
-    // Writing the superblock sets s_wtime, which a live stamp of the
-    // patched kernel names: a replay that went through changed nothing the
-    // journal did not, so a live stamp that named the replayed state is
-    // moved along (not after a damaged journal, a failed commit or a
-    // journal error: the file system then needs e2fsck).
+    // Writing the superblock sets s_wtime and raises s_kbytes_written,
+    // which a live stamp of the patched kernel names: a replay that went
+    // through changed nothing the journal did not, so a live stamp that
+    // named the replayed state is moved along (not after a damaged
+    // journal, a failed commit or a journal error: the file system then
+    // needs e2fsck). ext2fs_close_free writes the superblock (again, after
+    // the flush: with the bytes written since the open added to
+    // s_kbytes_written, and s_wtime set anew), so the stamp is carried
+    // only after it, to what is then on disk: the filesystem is opened
+    // once more, its superblock read, the map file's volume superblock
+    // written, and closed without writing its own superblock.
     const ext2fs_adapter::map_stamp before = ext2fs_adapter::stamp_of(fs);
-    // One s_wtime for both superblock writes: ext2fs_flush sets it, and
-    // ext2fs_close_free writes the superblock again (it adds the bytes
-    // written to s_kbytes_written) with a later one if the second turned
-    // meanwhile, after the carry below moved the live stamp to the first.
-    if (!fs->now) fs->now = std::time(nullptr);
     if (errcode_t fe = ext2fs_flush(fs)) {
         ext2fs_adapter::close_without_writing(fs);
         return fail(ecode::io, std::string("writing the superblock: ") + error_message(fe));
     }
-    if (e == errc::ok && !info.failed_commit && !journal_errno && ext2fs_adapter::carry_live_stamp(fs, before) != errc::ok)
-        std::fprintf(stderr, "%s: warning: could not carry the maps' live stamp forward: they will read as stale\n", path);
     if (errcode_t ce = ext2fs_close_free(&fs)) return fail(ecode::io, std::string("writing the superblock: ") + error_message(ce));
+    if (e == errc::ok && !info.failed_commit && !journal_errno) {
+        bool carried = false;
+        if (ext2fs_open2(path, nullptr, EXT2_FLAG_64BITS | EXT2_FLAG_RW, 0, 0, unix_io_manager, &fs) == 0) {
+            carried = ext2fs_adapter::carry_live_stamp(fs, before) == errc::ok;
+            ext2fs_adapter::close_without_writing(fs);
+        }
+        if (!carried)
+            std::fprintf(stderr, "%s: warning: could not carry the maps' live stamp forward: they will read as stale\n", path);
+    }
     const std::string fc_text =
         info.fc_valid ? ", " + std::to_string(info.fc_applied) + " of " + std::to_string(info.fc_valid) + " fast-commit tags applied"
                       : std::string();

@@ -12,6 +12,7 @@
 #include <jbtree/base/crc32c.hpp>
 #include <jbtree/base/endian.hpp>
 #include <jbtree/base/in_place.hpp>
+#include <jbtree/maps/map_stamp.hpp>
 #include <jbtree/maps/parent_map.hpp>
 #include <jbtree/maps/refcount_map.hpp>
 #include <jbtree/maps/rmap.hpp>
@@ -30,6 +31,8 @@ using jbtree::errc;
 
 // The map file's tree slots and their tree ids (docs/format.md section 8).
 constexpr std::uint32_t slots = 3;
+static_assert(sizeof(jbtree::map_stamp) == jbtree::volume_owner_data_size);
+static_assert(E4MAPS_STAMP_ABANDONED == jbtree::map_stamp_abandoned);
 
 int as_int(errc e) noexcept { return static_cast<int>(e); }
 
@@ -325,92 +328,70 @@ int e4maps_set_owner_data_in(e4maps* m, kglue_handle* kh, const unsigned char* d
 }
 
 namespace {
-std::uint64_t get_le(const unsigned char* od, std::uint32_t at, std::uint32_t n) noexcept {
-    std::uint64_t v = 0;
-    for (std::uint32_t i = 0; i < n; ++i) v |= std::uint64_t{od[at + i]} << (8 * i);
-    return v;
-}
-} // namespace
-
-int e4maps_stamp_check(const e4maps* m, const e4maps_stamp* found) {
-    const unsigned char* od = m->owner_data;
-    if (get_le(od, 0x00, 4) != 0x3445424Au) return E4MAPS_STAMP_NONE;
-    switch (get_le(od, 0x04, 4)) {
-    case 1:
-        return get_le(od, 0x08, 8) == found->fs_wtime && get_le(od, 0x10, 8) == found->fs_mtime &&
-                       get_le(od, 0x18, 8) == found->kbytes_written && get_le(od, 0x20, 8) == found->free_blocks &&
-                       get_le(od, 0x28, 4) == found->free_inodes && get_le(od, 0x2C, 4) == found->mnt_count &&
-                       get_le(od, 0x30, 4) == found->gdt_crc
-                   ? E4MAPS_STAMP_FULL
-                   : E4MAPS_STAMP_NONE;
-    case 2:
-        return get_le(od, 0x34, 4) == 0 && get_le(od, 0x10, 8) == found->fs_mtime &&
-                       get_le(od, 0x2C, 4) == found->mnt_count && get_le(od, 0x08, 8) == found->fs_wtime
-                   ? E4MAPS_STAMP_LIVE
-                   : E4MAPS_STAMP_NONE;
-    default: return E4MAPS_STAMP_NONE;
-    }
+// The stamp's layout and match rule are jbtree/maps/map_stamp.hpp's (one
+// definition, shared with jbtree-e2fs); here only the C interface's
+// values go in and out.
+jbtree::map_fs_state state_of(const e4maps_stamp* s) noexcept {
+    jbtree::map_fs_state f;
+    f.wtime = s->fs_wtime;
+    f.mtime = s->fs_mtime;
+    f.kbytes_written = s->kbytes_written;
+    f.free_blocks = s->free_blocks;
+    f.free_inodes = s->free_inodes;
+    f.mnt_count = s->mnt_count;
+    f.gdt_crc = s->gdt_crc;
+    return f;
 }
 
-namespace {
-// The live stamp's bytes (docs/format.md section 8, version 2).
-void encode_live(unsigned char* od, std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t wtime,
-                 std::uint64_t written_at, std::uint32_t flags) noexcept {
-    auto put = [&](std::uint32_t at, std::uint64_t v, std::uint32_t n) noexcept {
-        for (std::uint32_t i = 0; i < n; ++i) od[at + i] = static_cast<unsigned char>(v >> (8 * i));
-    };
-    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) od[i] = 0;
-    put(0x00, 0x3445424Au, 4); // "JBE4"
-    put(0x04, 2, 4);           // the live stamp (jbtree::ext2fs_adapter::map_stamp_live)
-    put(0x08, wtime, 8);
-    put(0x10, mtime, 8);
-    put(0x2C, mnt_count, 4);
-    put(0x34, flags, 4);
-    put(0x38, written_at, 8);
+// The mount the live stamp names.
+jbtree::map_fs_state mount_of(std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t wtime,
+                              std::uint64_t kbytes_written) noexcept {
+    jbtree::map_fs_state f;
+    f.mnt_count = mnt_count;
+    f.mtime = mtime;
+    f.wtime = wtime;
+    f.kbytes_written = kbytes_written;
+    return f;
 }
 
 // owner_data into the bytes of the volume superblock: generation + 1, checksum.
-void seal_owner_data(e4maps* m, unsigned char* block, const unsigned char* od) noexcept {
+void seal_owner_data(e4maps* m, unsigned char* block, const jbtree::map_stamp& st) noexcept {
     auto* sb = reinterpret_cast<jbtree::volume_superblock*>(block);
-    for (std::uint32_t i = 0; i < jbtree::volume_owner_data_size; ++i) {
-        sb->owner_data[i] = od[i];
-        m->owner_data[i] = od[i];
-    }
+    jbtree::copy_bytes(sb->owner_data, &st, sizeof st);
+    jbtree::copy_bytes(m->owner_data, &st, sizeof st);
     sb->generation.set(sb->generation.get() + 1);
     sb->checksum.set(jbtree::volume_sb_checksum(block));
 }
 } // namespace
 
+int e4maps_stamp_check(const e4maps* m, const e4maps_stamp* found) {
+    jbtree::map_stamp stored;
+    jbtree::copy_bytes(&stored, m->owner_data, sizeof stored);
+    switch (jbtree::match_stamp(stored, state_of(found))) {
+    case jbtree::stamp_match::full: return E4MAPS_STAMP_FULL;
+    case jbtree::stamp_match::live: return E4MAPS_STAMP_LIVE;
+    case jbtree::stamp_match::stale: break;
+    }
+    return E4MAPS_STAMP_NONE;
+}
+
 int e4maps_live_stamp_in(e4maps* m, kglue_handle* kh, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
-                         uint64_t written_at, uint32_t flags) {
+                         uint64_t kbytes_written, uint64_t written_at, uint32_t flags) {
+    const jbtree::map_stamp st = jbtree::live_stamp(mount_of(mnt_count, mtime, wtime, kbytes_written), written_at, flags);
     unsigned char od[jbtree::volume_owner_data_size];
-    encode_live(od, mnt_count, mtime, wtime, written_at, flags);
+    jbtree::copy_bytes(od, &st, sizeof st);
     return e4maps_set_owner_data_in(m, kh, od);
 }
 
 void e4maps_abandon_volume(e4maps* m, unsigned char* block, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
-                           uint64_t written_at) {
-    unsigned char od[jbtree::volume_owner_data_size];
-    encode_live(od, mnt_count, mtime, wtime, written_at, E4MAPS_STAMP_ABANDONED);
-    seal_owner_data(m, block, od);
+                           uint64_t kbytes_written, uint64_t written_at) {
+    seal_owner_data(m, block,
+                    jbtree::live_stamp(mount_of(mnt_count, mtime, wtime, kbytes_written), written_at,
+                                       E4MAPS_STAMP_ABANDONED));
 }
 
 void e4maps_stamp_volume(e4maps* m, unsigned char* block, const e4maps_stamp* st) {
-    unsigned char od[jbtree::volume_owner_data_size]{};
-    auto put = [&](std::uint32_t at, std::uint64_t v, std::uint32_t n) noexcept {
-        for (std::uint32_t i = 0; i < n; ++i) od[at + i] = static_cast<unsigned char>(v >> (8 * i));
-    };
-    put(0x00, 0x3445424Au, 4); // "JBE4" (jbtree::ext2fs_adapter::map_stamp_magic)
-    put(0x04, 1, 4);
-    put(0x08, st->fs_wtime, 8);
-    put(0x10, st->fs_mtime, 8);
-    put(0x18, st->kbytes_written, 8);
-    put(0x20, st->free_blocks, 8);
-    put(0x28, st->free_inodes, 4);
-    put(0x2C, st->mnt_count, 4);
-    put(0x30, st->gdt_crc, 4);
-    put(0x38, st->built_at, 8);
-    seal_owner_data(m, block, od);
+    seal_owner_data(m, block, jbtree::full_stamp(state_of(st), st->built_at));
 }
 
 uint32_t e4maps_crc32c_raw(uint32_t crc, const void* data, size_t len) {

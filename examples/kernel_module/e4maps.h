@@ -96,12 +96,13 @@ int e4maps_parent_remove_in(struct e4maps *m, struct kglue_handle *h, uint64_t c
 int e4maps_set_owner_data_in(struct e4maps *m, struct kglue_handle *h, const unsigned char *data);
 
 /*
- * The build stamp (docs/format.md section 8: magic "JBE4", version 1) the
- * filesystem side computes from its superblock and group descriptors at a
- * clean unmount, after its last superblock write. e4maps_stamp_volume
- * writes it into `block`, the bytes of the volume superblock (read by the
- * caller, which writes it back): owner_data, generation + 1, checksum.
- * Outside any handle: the journal is gone by then.
+ * The maps' stamp (docs/format.md section 8; its layout and match rule are
+ * jbtree/maps/map_stamp.hpp's). The full stamp (version 1) the filesystem
+ * side computes from its superblock and group descriptors at a clean
+ * unmount, after its last superblock write: e4maps_stamp_volume writes it
+ * into `block`, the bytes of the volume superblock (read by the caller,
+ * which writes it back): owner_data, generation + 1, checksum. Outside any
+ * handle: the journal is gone by then.
  */
 struct e4maps_stamp {
 	uint64_t fs_wtime, fs_mtime, kbytes_written, free_blocks;
@@ -114,32 +115,33 @@ void e4maps_stamp_volume(struct e4maps *m, unsigned char *block, const struct e4
  * filesystem as the mount found it (the superblock after the journal's
  * replay, before the mount wrote its own mount count and time; built_at
  * ignored): E4MAPS_STAMP_FULL if it is the full stamp (version 1) of that
- * state, E4MAPS_STAMP_LIVE if it is the live stamp (version 2, not
- * abandoned) of the mount that wrote that mount count, mount time and
- * write time (s_wtime: a superblock written since by e2fsck or another
- * tool changes it), else E4MAPS_STAMP_NONE: the maps are stale and must
- * not be kept.
+ * state, E4MAPS_STAMP_LIVE if it is the live stamp (version 3, not
+ * abandoned) of the mount that wrote that mount count, mount time, write
+ * time and lifetime kilobytes written (s_wtime, s_kbytes_written: a
+ * superblock written since by e2fsck or another tool changes them), else
+ * E4MAPS_STAMP_NONE: the maps are stale and must not be kept (an older
+ * kernel's live stamp, version 2, included).
  */
 #define E4MAPS_STAMP_NONE 0
 #define E4MAPS_STAMP_FULL 1
 #define E4MAPS_STAMP_LIVE 2
 int e4maps_stamp_check(const struct e4maps *m, const struct e4maps_stamp *found);
 /*
- * The live stamp (docs/format.md section 8, version 2), written into the
+ * The live stamp (docs/format.md section 8, version 3), written into the
  * volume superblock in handle h: the maps are kept by this kernel since the
- * mount that wrote s_mnt_count = mnt_count, s_mtime = mtime and s_wtime =
- * wtime; flags 1 (abandoned): the kernel stopped keeping them. Needs the
- * credits of one change of the volume superblock (extends h otherwise, as
- * every change).
+ * mount that wrote s_mnt_count = mnt_count, s_mtime = mtime, s_wtime =
+ * wtime and s_kbytes_written = kbytes_written; flags 1 (abandoned): the
+ * kernel stopped keeping them. Needs the credits of one change of the
+ * volume superblock (extends h otherwise, as every change).
  */
 #define E4MAPS_STAMP_ABANDONED 1u
 int e4maps_live_stamp_in(struct e4maps *m, struct kglue_handle *h, uint32_t mnt_count, uint64_t mtime,
-			 uint64_t wtime, uint64_t written_at, uint32_t flags);
+			 uint64_t wtime, uint64_t kbytes_written, uint64_t written_at, uint32_t flags);
 /* The abandoned live stamp written into `block`, the bytes of the volume
  * superblock, as e4maps_stamp_volume writes the full one (outside any
  * handle, at unmount): for maps given up when that could not be journaled. */
 void e4maps_abandon_volume(struct e4maps *m, unsigned char *block, uint32_t mnt_count, uint64_t mtime,
-			   uint64_t wtime, uint64_t written_at);
+			   uint64_t wtime, uint64_t kbytes_written, uint64_t written_at);
 /* crc32c without inversions (jbtree's crc32c_raw), for the stamp's gdt_crc. */
 uint32_t e4maps_crc32c_raw(uint32_t crc, const void *data, size_t len);
 

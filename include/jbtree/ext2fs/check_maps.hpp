@@ -92,14 +92,23 @@ void report(Sink& sink, map_check_summary& s, map_check_kind k, errc cause, std:
 // Why the maps are stale, in words ("mounted since; allocation changed").
 [[nodiscard]] inline std::string describe_staleness(const map_stamp& st, const map_stamp& now) {
     std::string d;
+    if (st.version.get() == map_stamp_live_v2 && st.magic.get() == map_stamp_magic)
+        return "the live stamp of an older kernel (version 2), which cannot tell a superblock write outside the "
+               "kernel within the second of its mount: rebuild them";
     if (st.version.get() == map_stamp_live) {
-        // Kept live by the kernel: stale once another mount happened, or
-        // once the kernel gave them up.
+        // Kept live by the kernel: stale once another mount happened, once
+        // the superblock was written outside the kernel, or once the
+        // kernel gave them up.
         if (st.flags.get() & map_stamp_abandoned) return "the kernel stopped keeping them: a change of the maps failed";
         if (st.flags.get() != 0) return "unknown live stamp flags";
-        if (st.mnt_count.get() == now.mnt_count.get() && st.fs_mtime.get() == now.fs_mtime.get())
+        if (st.mnt_count.get() == now.mnt_count.get() && st.fs_mtime.get() == now.fs_mtime.get()) {
+            if (st.kbytes_written.get() == 0)
+                return "kept live by the kernel during mount " + std::to_string(st.mnt_count.get()) +
+                       " of a filesystem whose superblock counts no bytes written (s_kbytes_written 0): a write "
+                       "outside the kernel would not show";
             return "kept live by the kernel during mount " + std::to_string(st.mnt_count.get()) +
                    ", and the superblock was written outside the kernel since (e2fsck, or another tool)";
+        }
         return "kept live by the kernel during mount " + std::to_string(st.mnt_count.get()) +
                ", the superblock now names mount " + std::to_string(now.mnt_count.get()) +
                (st.mnt_count.get() == now.mnt_count.get() ? " with another mount time" : "");

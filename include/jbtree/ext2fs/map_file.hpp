@@ -15,17 +15,18 @@
 // it; the kernel never reads inode 5 (only EXT4_IOC_SWAP_BOOT does, and an
 // image whose inode 5 is in use for that is refused: "foreign").
 //
-// The volume's owner_data holds a map_stamp. Version 1, the full stamp:
-// what the filesystem looked like right after the build (or, written by
-// the patched kernel, right after its clean unmount), so that a later
-// change of the filesystem (a mount, a write through libext2fs, a repair)
-// shows the maps as stale. Version 2, the live stamp: written by the
-// patched kernel (contrib/linux/) in its first handle after it opens the
-// maps at mount, "kept live since mount M", M named by the s_mnt_count,
-// s_mtime and s_wtime that mount wrote into the superblock; the maps are then current
-// at every commit of the journal, so after a crash and any replay they
-// are fresh while the superblock still names that mount (docs/kernel.md,
-// "Crashes").
+// The volume's owner_data holds the maps' stamp (jbtree/maps/map_stamp.hpp,
+// shared with the kernel glue). Version 1, the full stamp: what the
+// filesystem looked like right after the build (or, written by the patched
+// kernel, right after its clean unmount), so that a later change of the
+// filesystem (a mount, a write through libext2fs, a repair) shows the maps
+// as stale. Version 3, the live stamp: written by the patched kernel
+// (contrib/linux/) in its first handle after it opens the maps at mount,
+// "kept live since mount M", M named by the s_mnt_count, s_mtime, s_wtime
+// and s_kbytes_written that mount wrote into the superblock; the maps are
+// then current at every commit of the journal, so after a crash and any
+// replay they are fresh while the superblock still names that mount
+// (docs/kernel.md, "Crashes").
 //
 // Needs libext2fs (pkg-config ext2fs); not part of the freestanding core.
 #pragma once
@@ -43,6 +44,7 @@
 #include "jbtree/base/crc32c.hpp"
 #include "jbtree/base/endian.hpp"
 #include "jbtree/base/errc.hpp"
+#include "jbtree/maps/map_stamp.hpp"
 #include "jbtree/volume/volume.hpp"
 
 namespace jbtree::ext2fs_adapter {
@@ -57,89 +59,45 @@ inline constexpr std::uint32_t extents_in_inode = 4;
 // Tree slots of the maps' volume.
 inline constexpr std::uint32_t map_slot_rmap = 0, map_slot_refcount = 1, map_slot_parent = 2;
 
-// The volume's owner_data (64 bytes, little-endian). Version 2 uses
-// fs_wtime, fs_mtime, mnt_count, flags and built_at; its other fields are zero.
-struct map_stamp {
-    le32 magic;          // 0x00 map_stamp_magic
-    le32 version;        // 0x04 map_stamp_full (1) or map_stamp_live (2)
-    le64 fs_wtime;       // 0x08 s_wtime (with s_wtime_hi) after the build
-    le64 fs_mtime;       // 0x10 s_mtime (with s_mtime_hi): the last mount
-    le64 kbytes_written; // 0x18 s_kbytes_written
-    le64 free_blocks;    // 0x20 free blocks count
-    le32 free_inodes;    // 0x28 free inodes count
-    le32 mnt_count;      // 0x2C s_mnt_count
-    le32 gdt_crc;        // 0x30 crc32c of every group descriptor
-    le32 flags;          // 0x34 version 1: zero; version 2: map_stamp_abandoned
-    le64 built_at;       // 0x38 when the build committed / the stamp was written (seconds since the epoch)
-};
+// The maps' stamp (the volume's owner_data): its layout and the rule
+// that says whether it is fresh are jbtree/maps/map_stamp.hpp's, shared
+// with the kernel glue; here, the filesystem's state read with libext2fs.
+using jbtree::full_stamp;
+using jbtree::live_stamp;
+using jbtree::map_fs_state;
+using jbtree::map_stamp;
+using jbtree::map_stamp_abandoned;
+using jbtree::map_stamp_full;
+using jbtree::map_stamp_live;
+using jbtree::map_stamp_live_v2;
+using jbtree::map_stamp_magic;
+using jbtree::match_stamp;
+using jbtree::stamp_match;
+using jbtree::stamp_matches;
+using jbtree::state_in;
 static_assert(sizeof(map_stamp) == volume_owner_data_size);
-inline constexpr std::uint32_t map_stamp_magic = 0x3445424Au; // "JBE4"
-inline constexpr std::uint32_t map_stamp_full = 1;            // the filesystem as it was
-inline constexpr std::uint32_t map_stamp_live = 2;            // kept live since a mount
-// Version 2's flags: the kernel stopped keeping the maps during that mount
-// (a change of the maps failed): never fresh again.
-inline constexpr std::uint32_t map_stamp_abandoned = 1;
 
-// A live stamp (version 2): the maps kept by the kernel since the mount
-// that wrote s_mnt_count = mnt_count, s_mtime = mtime and s_wtime = wtime
-// (with their _hi bytes) into the superblock. The patched kernel writes it
-// (in C, contrib/linux/); this is its layout, for tools and tests.
-[[nodiscard]] inline map_stamp live_stamp(std::uint32_t mnt_count, std::uint64_t mtime, std::uint64_t wtime,
-                                          std::uint64_t written_at, std::uint32_t flags = 0) noexcept {
-    map_stamp m{};
-    m.magic.set(map_stamp_magic);
-    m.version.set(map_stamp_live);
-    m.fs_wtime.set(wtime);
-    m.fs_mtime.set(mtime);
-    m.mnt_count.set(mnt_count);
-    m.flags.set(flags);
-    m.built_at.set(written_at);
-    return m;
-}
-
-// The filesystem's state as a stamp (built_at left 0).
-[[nodiscard]] inline map_stamp stamp_of(ext2_filsys fs) noexcept {
+// The filesystem's state (the superblock libext2fs holds, and its group
+// descriptors).
+[[nodiscard]] inline map_fs_state fs_state_of(ext2_filsys fs) noexcept {
     ext2_super_block* s = fs->super; // libext2fs's accessors take it non-const
-    map_stamp m{};
-    m.magic.set(map_stamp_magic);
-    m.version.set(map_stamp_full);
-    m.fs_wtime.set(s->s_wtime | (std::uint64_t{s->s_wtime_hi} << 32));
-    m.fs_mtime.set(s->s_mtime | (std::uint64_t{s->s_mtime_hi} << 32));
-    m.kbytes_written.set(s->s_kbytes_written);
-    m.free_blocks.set(ext2fs_free_blocks_count(s));
-    m.free_inodes.set(s->s_free_inodes_count);
-    m.mnt_count.set(s->s_mnt_count);
+    map_fs_state st;
+    st.wtime = s->s_wtime | (std::uint64_t{s->s_wtime_hi} << 32);
+    st.mtime = s->s_mtime | (std::uint64_t{s->s_mtime_hi} << 32);
+    st.kbytes_written = s->s_kbytes_written;
+    st.free_blocks = ext2fs_free_blocks_count(s);
+    st.free_inodes = s->s_free_inodes_count;
+    st.mnt_count = s->s_mnt_count;
     std::uint32_t c = ~0u;
     const std::size_t desc = EXT2_DESC_SIZE(s);
     for (dgrp_t g = 0; g < fs->group_desc_count; ++g)
         c = crc32c_raw(c, reinterpret_cast<const unsigned char*>(ext2fs_group_desc(fs, fs->group_desc, g)), desc);
-    m.gdt_crc.set(c);
-    return m;
+    st.gdt_crc = c;
+    return st;
 }
 
-// Does the stored stamp still describe the filesystem (`now`, a full
-// stamp from stamp_of())? A full stamp: everything but built_at must be
-// equal. A live stamp: the superblock must still name the mount that wrote
-// it (s_mnt_count and s_mtime equal: any later mount, by any kernel,
-// increments s_mnt_count) and still carry the s_wtime that mount wrote
-// (the kernel writes s_wtime only in ext4_commit_super: at mount, then at
-// unmount; every libext2fs write of the superblock sets it, so an e2fsck
-// that replayed the journal and released orphans outside the maps leaves
-// them stale), and the kernel must not have abandoned the maps (flags
-// zero; an unknown flag is not fresh either). What a live stamp cannot
-// see: a tool that writes blocks without writing the superblock (debugfs
-// -w on a file's data, say): `check` does (docs/kernel.md).
-[[nodiscard]] inline bool stamp_matches(const map_stamp& stored, const map_stamp& now) noexcept {
-    if (stored.magic.get() != map_stamp_magic || now.magic.get() != map_stamp_magic) return false;
-    if (stored.version.get() == map_stamp_live)
-        return stored.flags.get() == 0 && stored.mnt_count.get() == now.mnt_count.get() &&
-               stored.fs_mtime.get() == now.fs_mtime.get() && stored.fs_wtime.get() == now.fs_wtime.get();
-    return stored.version.get() == map_stamp_full && now.version.get() == map_stamp_full &&
-           stored.fs_wtime.get() == now.fs_wtime.get() && stored.fs_mtime.get() == now.fs_mtime.get() &&
-           stored.kbytes_written.get() == now.kbytes_written.get() &&
-           stored.free_blocks.get() == now.free_blocks.get() && stored.free_inodes.get() == now.free_inodes.get() &&
-           stored.mnt_count.get() == now.mnt_count.get() && stored.gdt_crc.get() == now.gdt_crc.get();
-}
+// The filesystem's state as a full stamp (built_at left 0).
+[[nodiscard]] inline map_stamp stamp_of(ext2_filsys fs) noexcept { return full_stamp(fs_state_of(fs), 0); }
 
 enum class map_file_state : std::uint8_t {
     absent,  // inode 5 unused: no maps stored
@@ -339,14 +297,18 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
 }
 
 // After a tool that changed nothing but what a journal replay restores
-// (jbtree-e2fs replay) wrote the superblock, which sets s_wtime: if the
-// maps carry a live stamp that was fresh for `before` (stamp_of() of the
-// replayed filesystem, taken before the write), move it to the s_wtime
-// now in fs->super, so that they read as fresh as they did before the
-// write. The volume superblock is rewritten in place (generation + 1,
-// checksum), as the kernel writes its stamps. errc::io when libext2fs
-// fails; a map file that is absent, foreign or damaged, or any other
-// stamp, is left alone (errc::ok).
+// (jbtree-e2fs replay) wrote the superblock, which sets s_wtime and raises
+// s_kbytes_written: if the maps carry a live stamp that was fresh for
+// `before` (stamp_of() of the replayed filesystem, taken before the
+// tool's writes), move it to the s_wtime and s_kbytes_written of `fs`, so
+// that they read as fresh as they did before. `fs` must be the filesystem
+// opened again after the tool's last superblock write (ext2fs_close
+// writes it once more, with the bytes written added), and must not write
+// the superblock itself afterwards (close_without_writing): its
+// superblock is then exactly what is on disk. The volume superblock is
+// rewritten in place (generation + 1, checksum), as the kernel writes its
+// stamps. errc::io when libext2fs fails; a map file that is absent,
+// foreign or damaged, or any other stamp, is left alone (errc::ok).
 [[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, const map_stamp& before) noexcept {
     map_file mf;
     if (locate_map_file(fs, mf) != errc::ok) return errc::io;
@@ -360,7 +322,9 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
     map_stamp st;
     std::memcpy(&st, vsb->owner_data, sizeof st);
     if (st.version.get() != map_stamp_live || !stamp_matches(st, before)) return errc::ok;
-    st.fs_wtime.set(stamp_of(fs).fs_wtime.get());
+    const map_fs_state now = fs_state_of(fs);
+    st.fs_wtime.set(now.wtime);
+    st.kbytes_written.set(now.kbytes_written);
     std::memcpy(vsb->owner_data, &st, sizeof st);
     vsb->generation.set(vsb->generation.get() + 1);
     vsb->checksum.set(volume_sb_checksum(blk.get()));
