@@ -383,11 +383,9 @@ int e4maps_live_stamp_in(e4maps* m, kglue_handle* kh, uint32_t mnt_count, uint64
     return e4maps_set_owner_data_in(m, kh, od);
 }
 
-void e4maps_abandon_volume(e4maps* m, unsigned char* block, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
-                           uint64_t kbytes_written, uint64_t written_at) {
-    seal_owner_data(m, block,
-                    jbtree::live_stamp(mount_of(mnt_count, mtime, wtime, kbytes_written), written_at,
-                                       E4MAPS_STAMP_ABANDONED));
+void e4maps_live_volume(e4maps* m, unsigned char* block, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
+                        uint64_t kbytes_written, uint64_t written_at, uint32_t flags) {
+    seal_owner_data(m, block, jbtree::live_stamp(mount_of(mnt_count, mtime, wtime, kbytes_written), written_at, flags));
 }
 
 void e4maps_stamp_volume(e4maps* m, unsigned char* block, const e4maps_stamp* st) {

@@ -137,11 +137,14 @@ int e4maps_stamp_check(const struct e4maps *m, const struct e4maps_stamp *found)
 #define E4MAPS_STAMP_ABANDONED 1u
 int e4maps_live_stamp_in(struct e4maps *m, struct kglue_handle *h, uint32_t mnt_count, uint64_t mtime,
 			 uint64_t wtime, uint64_t kbytes_written, uint64_t written_at, uint32_t flags);
-/* The abandoned live stamp written into `block`, the bytes of the volume
- * superblock, as e4maps_stamp_volume writes the full one (outside any
- * handle, at unmount): for maps given up when that could not be journaled. */
-void e4maps_abandon_volume(struct e4maps *m, unsigned char *block, uint32_t mnt_count, uint64_t mtime,
-			   uint64_t wtime, uint64_t kbytes_written, uint64_t written_at);
+/* The live stamp written into `block`, the bytes of the volume superblock,
+ * as e4maps_stamp_volume writes the full one (outside any handle, with
+ * nothing of the maps in the journal): at unmount, the abandoned mark for
+ * maps given up when that could not be journaled; at the thaw of a frozen
+ * filesystem (whose journal the freeze flushed), the live stamp of the
+ * superblock the thaw wrote. */
+void e4maps_live_volume(struct e4maps *m, unsigned char *block, uint32_t mnt_count, uint64_t mtime, uint64_t wtime,
+			uint64_t kbytes_written, uint64_t written_at, uint32_t flags);
 /* crc32c without inversions (jbtree's crc32c_raw), for the stamp's gdt_crc. */
 uint32_t e4maps_crc32c_raw(uint32_t crc, const void *data, size_t len);
 

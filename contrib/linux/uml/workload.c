@@ -22,10 +22,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fs.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -203,6 +205,35 @@ int main(int argc, char **argv)
 		reboot(RB_POWER_OFF);
 		return 1;
 	}
+	/* A remount, read-only or read-write (the options as at mount). */
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "remount") &&
+	    (!strcmp(argv[3], "ro") || !strcmp(argv[3], "rw"))) {
+		unsigned long fl = MS_REMOUNT | (!strcmp(argv[3], "ro") ? MS_RDONLY : 0);
+
+		if (mount("", argv[2], "", fl, argc == 5 ? argv[4] : "")) {
+			fprintf(stderr, "workload: remount %s %s: %s\n", argv[2], argv[3], strerror(errno));
+			return 1;
+		}
+		return 0;
+	}
+	/* A freeze or a thaw (fsfreeze -f / -u: FIFREEZE, FITHAW). */
+	if (argc == 3 && (!strcmp(argv[1], "freeze") || !strcmp(argv[1], "thaw"))) {
+		int fd = open(argv[2], O_RDONLY | O_DIRECTORY);
+
+		if (fd < 0 || ioctl(fd, !strcmp(argv[1], "freeze") ? FIFREEZE : FITHAW, 0)) {
+			fprintf(stderr, "workload: %s %s: %s\n", argv[1], argv[2], strerror(errno));
+			return 1;
+		}
+		close(fd);
+		return 0;
+	}
+	/* A power cut: off without a sync, so what the journal committed is
+	 * on the disk and nothing else (the running transaction, dirty pages
+	 * and the checkpoint are lost, as in a crash). */
+	if (argc == 2 && !strcmp(argv[1], "crash")) {
+		reboot(RB_POWER_OFF);
+		return 1;
+	}
 	if (argc == 5 && !strcmp(argv[1], "run")) {
 		char p[256];
 		root = argv[2];
@@ -220,6 +251,6 @@ int main(int argc, char **argv)
 		printf("workload: %lu operations done, %lu refused as expected\n", done, skipped);
 		return 0;
 	}
-	fprintf(stderr, "usage: workload mount DEV DIR [TYPE [OPTIONS]] | run DIR SEED OPS | umount DIR | poweroff\n");
+	fprintf(stderr, "usage: workload mount DEV DIR [TYPE [OPTIONS]] | remount DIR ro|rw [OPTIONS] | freeze DIR | thaw DIR | run DIR SEED OPS | umount DIR | poweroff | crash\n");
 	return 2;
 }
