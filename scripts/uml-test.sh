@@ -180,6 +180,13 @@ make_image() {
     mkfs.ext4 -q -F -b $((bs * 1024)) -I 256 "${opts[@]}" "$2" 256M >/dev/null
 }
 
+# image_with_maps KIND FILE: make_image, then the maps stored by
+# jbtree-e2fs build, with room to grow as the kernel keeps them.
+image_with_maps() {
+    make_image "$1" "$2"
+    "$tool" build --min-blocks "$map_blocks" "$2" >/dev/null
+}
+
 # The outer checks: e2fsck -fn clean; jbtree-e2fs check says what is
 # expected (fresh: clean; stale; absent; damaged: an error), and owner/paths
 # agree with debugfs icheck/ncheck on every block and every inode.
@@ -263,7 +270,7 @@ write_init() {
     mkdir -p "$run/mnt" "$run/dev" "$run/proc" "$run/sys"
     local ro="ro${mount_opts:+,$mount_opts}" half=$(( (ops + 1) / 2 ))
     case $mode in
-    mount) body="\$W umount $run/mnt" ;;
+    mount|mountro) body="\$W umount $run/mnt" ;;
     # The remount and freeze cases (remount_cases): mounted read-only,
     # remounted read-write, half the workload, then: read-only,
     # read-write, a freeze and a thaw, the other half (seed + 1),
@@ -295,7 +302,7 @@ cat $run/proc/fs/jbd2/ubda-8/info &&
 W=$run/workload
 \$W mount devtmpfs $run/dev devtmpfs &&
 \$W mount proc $run/proc proc &&
-\$W mount $run/dev/ubda $run/mnt ext4 "$([[ $mode == remount* || $mode == freeze* ]] && echo "$ro" || echo "$mount_opts")" &&
+\$W mount $run/dev/ubda $run/mnt ext4 "$([[ $mode == remount* || $mode == freeze* || $mode == mountro ]] && echo "$ro" || echo "$mount_opts")" &&
 \$W mount sysfs $run/sys sysfs &&
 echo 0 >$run/sys/fs/ext4/ubda/msg_ratelimit_interval_ms &&
 $body
@@ -409,8 +416,7 @@ run_case() {
 # next mount.
 remount_cases() {
     local k=$1 img=$run/$1.remount.img c half=$(( (ops + 1) / 2 ))
-    make_image "$k" "$img"
-    "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
+    image_with_maps "$k" "$img"
     log "$k: remounts: mounted read-only, remounted read-write, $half operations, read-only, read-write, frozen, thawed, $half more (seed $((seed + 1))), unmounted"
     boot "$img" remount
     cp "$run/console" "$run/console.$k.remount"
@@ -430,8 +436,7 @@ remount_cases() {
         remount-crash-rw) what="after the remount read-write and $half operations" ;;
         *) what="after $half operations, a freeze, a thaw and $half more" ;;
         esac
-        make_image "$k" "$img"
-        "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
+        image_with_maps "$k" "$img"
         log "$k: a power cut $what (then $(( (half + 3) / 4 )) more, lost)"
         # (A commit every second, as for --crash: transactions of changes
         # behind the cut, not only the stamp's.)
@@ -443,6 +448,19 @@ remount_cases() {
         cp --sparse=always "$img" "$c"
         "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
         log "  [jbtree] $(tr '\n' ' ' <"$run/replay.out")"
+        check_image "$c" fresh
+        # The kernel's replay at a read-only mount: it writes the
+        # superblock (ext4_mark_recovery_complete), then the full stamp.
+        cp --sparse=always "$img" "$c"
+        boot "$c" mountro
+        no_ext4_error
+        grep -q 'jbtree: maps kept, stamped at read-only mount' "$run/console" ||
+            { grep -i jbtree "$run/console"; die "the read-only mount that replayed the journal did not stamp the maps"; }
+        check_image "$c" fresh
+        boot "$c" mount
+        grep -q 'jbtree: maps opened.*verified, stamp current' "$run/console" ||
+            { grep -i jbtree "$run/console"; die "the mount after the read-only replay did not keep the maps under its stamp"; }
+        log "  [kernel, read-only] replayed and stamped; the next mount kept the maps (stamp current)"
         check_image "$c" fresh
         boot "$img" mount
         no_ext4_error
@@ -457,8 +475,7 @@ remount_cases() {
         remount-crash-ro) what="remount read-only" ;;
         *) what="freeze" ;;
         esac
-        make_image "$k" "$img"
-        "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
+        image_with_maps "$k" "$img"
         log "$k: a power cut after $half operations and the $what"
         mount_opts=${UML_MOUNT_OPTS:-commit=1} boot "$img" "$mode"
         no_ext4_error
@@ -488,8 +505,7 @@ sb_field() { od -An -t "u$3" -j $((1024 + $2)) -N "$3" "$1" | tr -d ' '; }
 # Appends "KIND SEED path pass|fail" lines to $run/crash.results.
 crash_one() {
     local k=$1 s=$2 img=$run/crash.img
-    make_image "$k" "$img"
-    "$tool" build --min-blocks "$map_blocks" "$img" >/dev/null
+    image_with_maps "$k" "$img"
     seed=$s
     write_init workload
     # The moment: from the seed (a multiplicative hash, so neighbouring
@@ -653,8 +669,7 @@ if [ "$crash" -gt 0 ]; then
         # machine would put the kills after the workload's end).
         crash_window_ms=
         for _ in 1 2; do
-            make_image "$k" "$run/crash.img"
-            "$tool" build --min-blocks "$map_blocks" "$run/crash.img" >/dev/null
+            image_with_maps "$k" "$run/crash.img"
             boot "$run/crash.img"
             local_ms=$(( ($(cat "$run/t.end") - $(cat "$run/t.start")) / 1000000 ))
             if [ -z "$crash_window_ms" ] || [ "$local_ms" -lt "$crash_window_ms" ]; then crash_window_ms=$local_ms; fi
