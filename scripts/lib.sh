@@ -3,7 +3,7 @@
 # Debian packages the build and tests need.
 JBTREE_PACKAGES=(meson ninja-build g++ clang doctest-dev libbenchmark-dev libabsl-dev
                  libclang-rt-14-dev pkg-config libext2fs-dev e2fsprogs liblmdb-dev attr cmake groff-base
-                 linux-headers-amd64 make binutils)
+                 linux-headers-amd64 make binutils linux-source-6.1 xz-utils)
 
 # Install whichever of the given packages (default: all of the above) are
 # missing. As root: apt-get update (only if something is missing) + install.

@@ -48,26 +48,32 @@ noise=$(grep -vE '^(make|  (CC|CXX|LD|MODPOST|BTF) |Skipping BTF generation)' "$
 [ -f "$tmp/jbtree_kmaps.ko" ] || bad "no jbtree_kmaps.ko"
 echo "OK: jbtree_kmaps.ko built against $(basename "$(readlink -f "$kdir")")"
 
-obj=$tmp/kmaps_cxx.o
 mapfile -t glue < <(grep -oE '^[a-z_0-9 ]+[ *]([a-z_0-9]+)\(' examples/kernel_shim/kglue.h | grep -oE '[a-z_0-9]+\($' | tr -d '(')
 allowed=" ${glue[*]} memcpy memmove memset memcmp __fentry__ __stack_chk_fail __x86_return_thunk "
-while read -r sym; do
-    case "$allowed" in *" $sym "*) ;; *)
-        case "$sym" in __x86_indirect_thunk_*) ;; *) bad "kmaps_cxx.o needs $sym" ;; esac ;;
-    esac
-done < <(nm -u "$obj" | awk '{print $2}')
+# kmaps_cxx.o (linked into the module) and e4maps_cxx.o (what the patched
+# ext4 of contrib/linux links), both C++ under the kernel's flags.
+for obj in "$tmp/kmaps_cxx.o" "$tmp/e4maps_cxx.o"; do
+    o=$(basename "$obj")
+    [ -f "$obj" ] || { bad "no $o"; continue; }
+    while read -r sym; do
+        case "$allowed" in *" $sym "*) ;; *)
+            case "$sym" in __x86_indirect_thunk_*) ;; *) bad "$o needs $sym" ;; esac ;;
+        esac
+    done < <(nm -u "$obj" | awk '{print $2}')
 
-objdump -d --no-show-raw-insn "$obj" >"$tmp/dis.txt"
-n=$(grep -cE '%[xyz]mm[0-9]|%mm[0-7]' "$tmp/dis.txt" || true)
-[ "$n" -eq 0 ] || bad "$n SSE/AVX/MMX instructions"
-n=$(grep -cE '^\s+[0-9a-f]+:\s+ret[q]?\s*$' "$tmp/dis.txt" || true)
-[ "$n" -eq 0 ] || bad "$n plain ret instructions (return thunks expected)"
-n=$(grep -cE 'mov[a-z]*\s+[^,]+,-0x[0-9a-f]+\(%rsp\)' "$tmp/dis.txt" || true)
-[ "$n" -eq 0 ] || bad "$n stores below %rsp (red zone)"
-n=$(grep -cE '\sjmp\s+\*' "$tmp/dis.txt" || true)
-[ "$n" -eq 0 ] || bad "$n indirect jumps (jump tables)"
+    objdump -d --no-show-raw-insn "$obj" >"$tmp/dis.txt"
+    n=$(grep -cE '%[xyz]mm[0-9]|%mm[0-7]' "$tmp/dis.txt" || true)
+    [ "$n" -eq 0 ] || bad "$o: $n SSE/AVX/MMX instructions"
+    n=$(grep -cE '^\s+[0-9a-f]+:\s+ret[q]?\s*$' "$tmp/dis.txt" || true)
+    [ "$n" -eq 0 ] || bad "$o: $n plain ret instructions (return thunks expected)"
+    n=$(grep -cE 'mov[a-z]*\s+[^,]+,-0x[0-9a-f]+\(%rsp\)' "$tmp/dis.txt" || true)
+    [ "$n" -eq 0 ] || bad "$o: $n stores below %rsp (red zone)"
+    n=$(grep -cE '\sjmp\s+\*' "$tmp/dis.txt" || true)
+    [ "$n" -eq 0 ] || bad "$o: $n indirect jumps (jump tables)"
+    echo "checked: $o ($(nm -u "$obj" | wc -l) undefined symbols, all glue or allowed)"
+done
 
-max=$(awk -F'\t' '$2 > m {m = $2} END {print m + 0}' "$tmp"/kmaps_cxx.su) # (no `| head`: SIGPIPE under pipefail)
+max=$(awk -F'\t' '$2 > m {m = $2} END {print m + 0}' "$tmp"/kmaps_cxx.su "$tmp"/e4maps_cxx.su) # (no `| head`: SIGPIPE under pipefail)
 [ "${max:-0}" -le 2048 ] || bad "a frame of $max bytes (over 2048)"
 echo "frames (bytes, -fstack-usage, kernel flags):"
 grep -E ':[0-9]+:[0-9]+:(int|void|uint64_t) kmaps_[a-z_]+\(' "$tmp"/kmaps_cxx.su | sed -E 's/^.* (kmaps_[a-z_]+)\(.*\)\t([0-9]+)\t.*/  \1 \2/' | sort -k2 -n -r
