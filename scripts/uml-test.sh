@@ -405,6 +405,40 @@ run_case() {
     check_image "$img" "$expect"
 }
 
+# jbtree_replay_and_check IMG: jbtree-e2fs replay after a crash, then the
+# checks, the maps fresh. jbtree-e2fs replay replays the journal only;
+# e2fsck -E journal_only also releases the orphan list, and the kernel
+# does at its next mount. With an orphan list left (replay_orphans=1),
+# e2fsck -fn reports its head ("deleted inode has zero dtime", "i_size is
+# 0, should be ..." for a truncate in progress, bitmap differences) and
+# jbtree-e2fs check, whose scan gives an inode with no links no blocks,
+# finds the records of an orphan that still holds blocks: both logged,
+# not required. Then the patched kernel mounts it: the maps' live stamp
+# still names the crashed mount, so it keeps them and releases the
+# orphans through its hooks; after its unmount every check must pass, the
+# maps fresh.
+jbtree_replay_and_check() {
+    local c=$1 orphan cst=0
+    replay_orphans=0
+    "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
+    log "  $(tr '\n' ' ' <"$run/replay.out")"
+    orphan=$(dumpe2fs -h "$c" 2>/dev/null | awk -F: '/^First orphan inode/ {print $2 + 0}')
+    if [ "${orphan:-0}" != 0 ]; then
+        replay_orphans=1
+        log "  orphan list left by the replay (first orphan inode $orphan)"
+        "$tool" check "$c" >"$run/check.orphans" 2>&1 || cst=$?
+        log "  before any mount: jbtree-e2fs check status $cst ($(grep -c 'problem: ' "$run/check.orphans") problems$(grep -m1 -o 'problem: .*' "$run/check.orphans" | cut -c1-100 | sed 's/^/: /'))"
+        boot "$c" mount
+        no_ext4_error
+        grep -q 'jbtree: maps opened.*verified, live stamp of the last mount' "$run/console" ||
+            { grep -i jbtree "$run/console"; die "the maps were not kept by the next mount after jbtree-e2fs replay"; }
+        grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
+            { grep -i jbtree "$run/console"; die "the maps were not kept to the unmount"; }
+        log "  the next patched mount: $(grep -o '[0-9]* orphan inodes\? deleted\|[0-9]* truncates\? cleaned up' "$run/console" | tr '\n' ' ')$(grep -o 'jbtree: [0-9]* changes' "$run/console" | sed 's/jbtree: //')"
+    fi
+    check_image "$c" fresh
+}
+
 # remount_cases KIND: the stamp across remounts and freezes (patch 0005).
 # A clean run through them all: fresh, every check clean. A power cut
 # after the remount read-write (or after a freeze, a thaw and more
@@ -446,9 +480,8 @@ remount_cases() {
             die "no journal to replay after the power cut"
         c=$run/$k.remount.copy.img
         cp --sparse=always "$img" "$c"
-        "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
-        log "  [jbtree] $(tr '\n' ' ' <"$run/replay.out")"
-        check_image "$c" fresh
+        log "  [jbtree]"
+        jbtree_replay_and_check "$c"
         # The kernel's replay at a read-only mount: it writes the
         # superblock (ext4_mark_recovery_complete), then the full stamp.
         cp --sparse=always "$img" "$c"
@@ -592,39 +625,8 @@ crash_one() {
                     check_image "$c" stale
                 fi ;;
             jbtree)
-                "$tool" replay "$c" >"$run/replay.out" 2>&1 || { cat "$run/replay.out"; die "jbtree-e2fs replay"; }
-                log "  $(tr '\n' ' ' <"$run/replay.out")"
-                # jbtree-e2fs replay replays the journal only; e2fsck -E
-                # journal_only also releases the orphan list, and the
-                # kernel does at its next mount. With an orphan list left,
-                # e2fsck -fn reports its head ("deleted inode has zero
-                # dtime", bitmap differences) and jbtree-e2fs check, whose
-                # scan gives an inode with no links no blocks, finds the
-                # records of an orphan that still holds blocks: both
-                # logged, not required. Then the patched kernel mounts
-                # it: the maps' live stamp still names the crashed mount,
-                # so it keeps them and releases the orphans through its
-                # hooks; after its unmount every check must pass, the
-                # maps fresh. Counted apart ("with orphans").
-                local orphan
-                orphan=$(dumpe2fs -h "$c" 2>/dev/null | awk -F: '/^First orphan inode/ {print $2 + 0}')
-                if [ "${orphan:-0}" != 0 ]; then
-                    log "  orphan list left by the replay (first orphan inode $orphan)"
-                    touch "$run/orphans"
-                    local cst=0
-                    "$tool" check "$c" >"$run/check.orphans" 2>&1 || cst=$?
-                    log "  before any mount: jbtree-e2fs check status $cst ($(grep -c 'problem: ' "$run/check.orphans") problems$(grep -m1 -o 'problem: .*' "$run/check.orphans" | cut -c1-100 | sed 's/^/: /'))"
-                    boot "$c" mount
-                    no_ext4_error
-                    grep -q 'jbtree: maps opened.*verified, live stamp of the last mount' "$run/console" ||
-                        { grep -i jbtree "$run/console"; die "the maps were not kept by the next mount after jbtree-e2fs replay"; }
-                    grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
-                        { grep -i jbtree "$run/console"; die "the maps were not kept to the unmount"; }
-                    log "  the next patched mount: $(grep -o '[0-9]* orphan inodes\? deleted\|[0-9]* truncates\? cleaned up' "$run/console" | tr '\n' ' ')$(grep -o 'jbtree: [0-9]* changes' "$run/console" | sed 's/jbtree: //')"
-                    check_image "$c" fresh
-                else
-                    check_image "$c" fresh
-                fi ;;
+                jbtree_replay_and_check "$c"
+                [ "$replay_orphans" = 0 ] || touch "$run/orphans" ;;
             kernel)
                 boot "$c" mount
                 no_ext4_error
