@@ -349,6 +349,12 @@ no_ext4_error() {
     if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
 }
 
+# expect_line PATTERN WHY: fail with WHY, showing the console's jbtree
+# lines, unless the last boot's console has a line matching PATTERN.
+expect_line() {
+    grep -q "$1" "$run/console" || { grep -i jbtree "$run/console"; die "$2"; }
+}
+
 kind=$([ $stock = 1 ] && echo stock || echo patched)
 # What the series keeps current (empty: it only opens the maps).
 keeps=$(grep -v '^#' "$repo/contrib/linux/uml/keeps" 2>/dev/null | tr '\n' ' ' | sed 's/ *$//' || true)
@@ -430,10 +436,8 @@ jbtree_replay_and_check() {
         log "  before any mount: jbtree-e2fs check status $cst ($(grep -c 'problem: ' "$run/check.orphans") problems$(grep -m1 -o 'problem: .*' "$run/check.orphans" | cut -c1-100 | sed 's/^/: /'))"
         boot "$c" mount
         no_ext4_error
-        grep -q 'jbtree: maps opened.*verified, live stamp of the last mount' "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the maps were not kept by the next mount after jbtree-e2fs replay"; }
-        grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the maps were not kept to the unmount"; }
+        expect_line 'jbtree: maps opened.*verified, live stamp of the last mount' "the maps were not kept by the next mount after jbtree-e2fs replay"
+        expect_line 'jbtree: maps kept, stamped at unmount' "the maps were not kept to the unmount"
         log "  the next patched mount: $(grep -o '[0-9]* orphan inodes\? deleted\|[0-9]* truncates\? cleaned up' "$run/console" | tr '\n' ' ')$(grep -o 'jbtree: [0-9]* changes' "$run/console" | sed 's/jbtree: //')"
     fi
     check_image "$c" fresh
@@ -487,18 +491,15 @@ remount_cases() {
         cp --sparse=always "$img" "$c"
         boot "$c" mountro
         no_ext4_error
-        grep -q 'jbtree: maps kept, stamped at read-only mount' "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the read-only mount that replayed the journal did not stamp the maps"; }
+        expect_line 'jbtree: maps kept, stamped at read-only mount' "the read-only mount that replayed the journal did not stamp the maps"
         check_image "$c" fresh
         boot "$c" mount
-        grep -q 'jbtree: maps opened.*verified, stamp current' "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the mount after the read-only replay did not keep the maps under its stamp"; }
+        expect_line 'jbtree: maps opened.*verified, stamp current' "the mount after the read-only replay did not keep the maps under its stamp"
         log "  [kernel, read-only] replayed and stamped; the next mount kept the maps (stamp current)"
         check_image "$c" fresh
         boot "$img" mount
         no_ext4_error
-        grep -q 'jbtree: maps opened.*verified, live stamp of the last mount' "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the kernel's replay did not find the maps under the live stamp the $mode case wrote"; }
+        expect_line 'jbtree: maps opened.*verified, live stamp of the last mount' "the kernel's replay did not find the maps under the live stamp the $mode case wrote"
         log "  [kernel] $(grep -o 'jbtree: maps opened.*' "$run/console" | head -1)"
         check_image "$img" fresh
     done
@@ -512,16 +513,14 @@ remount_cases() {
         log "$k: a power cut after $half operations and the $what"
         mount_opts=${UML_MOUNT_OPTS:-commit=1} boot "$img" "$mode"
         no_ext4_error
-        grep -q "jbtree: maps kept, stamped at $what" "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the $what did not stamp the maps"; }
+        expect_line "jbtree: maps kept, stamped at $what" "the $what did not stamp the maps"
         if dumpe2fs -h "$img" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery'; then
             die "a journal to replay after the $what"
         fi
         check_image "$img" fresh
         boot "$img" mount
         no_ext4_error
-        grep -q 'jbtree: maps opened.*verified, stamp current' "$run/console" ||
-            { grep -i jbtree "$run/console"; die "the next mount did not keep the maps under the full stamp of the $what"; }
+        expect_line 'jbtree: maps opened.*verified, stamp current' "the next mount did not keep the maps under the full stamp of the $what"
         check_image "$img" fresh
         log "  fresh as the power cut left them, and kept by the next mount"
     done
