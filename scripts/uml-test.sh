@@ -349,6 +349,11 @@ no_ext4_error() {
     if grep -q 'EXT4-fs error' "$run/console"; then grep 'EXT4-fs error' "$run/console"; die "ext4 reported an error"; fi
 }
 
+# needs_recovery IMG: true if the image's journal is to be replayed.
+needs_recovery() {
+    dumpe2fs -h "$1" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery'
+}
+
 # expect_line PATTERN WHY: fail with WHY, showing the console's jbtree
 # lines, unless the last boot's console has a line matching PATTERN.
 expect_line() {
@@ -480,8 +485,7 @@ remount_cases() {
         # behind the cut, not only the stamp's.)
         mount_opts=${UML_MOUNT_OPTS:-commit=1} boot "$img" "$mode"
         no_ext4_error
-        dumpe2fs -h "$img" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery' ||
-            die "no journal to replay after the power cut"
+        needs_recovery "$img" || die "no journal to replay after the power cut"
         c=$run/$k.remount.copy.img
         cp --sparse=always "$img" "$c"
         log "  [jbtree]"
@@ -514,9 +518,7 @@ remount_cases() {
         mount_opts=${UML_MOUNT_OPTS:-commit=1} boot "$img" "$mode"
         no_ext4_error
         expect_line "jbtree: maps kept, stamped at $what" "the $what did not stamp the maps"
-        if dumpe2fs -h "$img" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery'; then
-            die "a journal to replay after the $what"
-        fi
+        if needs_recovery "$img"; then die "a journal to replay after the $what"; fi
         check_image "$img" fresh
         boot "$img" mount
         no_ext4_error
@@ -563,7 +565,7 @@ crash_one() {
     # replay and the full stamp written (the kernel then keeps the maps
     # under it); otherwise the live stamp of the crashed mount.
     local want_stamp='live stamp of the last mount'
-    dumpe2fs -h "$img" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery' || want_stamp='stamp current'
+    needs_recovery "$img" || want_stamp='stamp current'
     cp "$run/console" "$run/console.crash.$k.$s"
     if grep -q 'EXT4-fs error\|jbtree: .* failed' "$run/console"; then
         grep 'EXT4-fs error\|jbtree: .* failed' "$run/console"
@@ -571,7 +573,7 @@ crash_one() {
         log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it): the kernel reported a failure before the kill"
         return
     fi
-    log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it; $(dumpe2fs -h "$img" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery' && echo "journal to replay" || echo "cleanly unmounted")); replaying three ways"
+    log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it; $(needs_recovery "$img" && echo "journal to replay" || echo "cleanly unmounted")); replaying three ways"
     local path st
     for path in e2fsck jbtree kernel; do
         cp --sparse=always "$img" "$run/crash.$path.img"
