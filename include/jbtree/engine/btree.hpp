@@ -487,6 +487,10 @@ private:
         __builtin_prefetch(lay_.key(n, leaf, est - 1));
         if (!leaf) {
             prefetch_keys_around<rank_window(false)>(n, false, g);
+            // The child pointers around the guess: the next read depends on
+            // one of them, so waiting for its line would add a miss per level.
+            constexpr std::uint32_t w = rank_window(false);
+            prefetch_window<(2 * w + 1) * layout_type::internal_payload>(lay_.payload(n, false, g > w ? g - w : 0));
             return;
         }
         prefetch_keys_around<rank_window(true)>(n, true, g);
