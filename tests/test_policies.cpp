@@ -51,6 +51,48 @@ TEST_CASE("memory storage: allocate, read, free, reuse, poison") {
     REQUIRE(reinterpret_cast<std::uintptr_t>(c->data()) % 64 == 0);
 }
 
+TEST_CASE("memory storage: blocks across chunks stay distinct, in place and bounded in memory") {
+    // Enough 1 KiB blocks for growing chunks, full-sized ones (128 KiB:
+    // 128 blocks) and several regrowths of the index.
+    memory_storage<> s({1024, false, 0, 0, 7});
+    constexpr std::uint64_t n = 3000;
+    std::vector<unsigned char*> where;
+    for (std::uint64_t i = 0; i < n; ++i) {
+        auto b = s.allocate();
+        REQUIRE(b);
+        REQUIRE(b->blkno() == 7 + i);
+        REQUIRE(reinterpret_cast<std::uintptr_t>(b->data()) % memory_storage<>::alignment == 0);
+        store_le<std::uint64_t>(b->data(), b->blkno());
+        store_le<std::uint64_t>(b->data() + 1016, ~b->blkno());
+        where.push_back(b->data());
+    }
+    // Every block reads back at the address it was handed out at (blocks
+    // never move), with its own contents: no two overlap.
+    for (std::uint64_t i = 0; i < n; ++i) {
+        auto b = s.read(7 + i);
+        REQUIRE(b);
+        REQUIRE(b->data() == where[i]);
+        REQUIRE(load_le<std::uint64_t>(b->data()) == 7 + i);
+        REQUIRE(load_le<std::uint64_t>(b->data() + 1016) == ~(7 + i));
+    }
+    CHECK(s.read(7 + n).error() == errc::io);
+    // Held: the blocks, at most one chunk more, and the index (a pointer
+    // per chunk, a byte per block, room for twice the blocks).
+    CHECK(s.bytes_reserved() >= n * 1024);
+    CHECK(s.bytes_reserved() <= n * 1024 + memory_storage<>::max_chunk_bytes + 2 * n * 9);
+    // Freed blocks are reused before a chunk grows.
+    REQUIRE(s.free(7 + 100) == errc::ok);
+    REQUIRE(s.free(7 + 2000) == errc::ok);
+    const std::uint64_t held = s.bytes_reserved();
+    auto a = s.allocate();
+    auto b = s.allocate();
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(((a->blkno() == 7 + 100 && b->blkno() == 7 + 2000) || (a->blkno() == 7 + 2000 && b->blkno() == 7 + 100)));
+    CHECK(a->data() == where[a->blkno() - 7]);
+    CHECK(s.bytes_reserved() == held);
+}
+
 TEST_CASE("memory_storage: numbering from first_block, as the blocks will be numbered on a device") {
     memory_storage<> s({1024, false, 0, 3, 5000});
     REQUIRE(s.end_block() == 5000);
@@ -101,7 +143,9 @@ TEST_CASE("memory storage: limits and allocator failure") {
             }
             ++got;
         }
-        REQUIRE(got == 4); // one allocation went to the block table
+        // One allocation went to the index, then four chunks of 1, 2, 4
+        // and 8 blocks.
+        REQUIRE(got == 15);
         // A tree on top sees the failure as an error, not a crash.
         null_journal<memory_storage<limited_allocator>> j(s);
         left = 0;

@@ -1,16 +1,24 @@
 // SPDX-License-Identifier: MIT
 // jbtree: blocks in RAM, in the on-disk format.
 //
-// Every block is a separately allocated, 64-byte aligned array of
-// block_size() bytes, reached through a table indexed by block number, so a
-// node in memory is byte-for-byte what it would be on disk (like XFS's
-// xfbtree). Checksums can be switched off for speed; they are then neither
-// computed nor verified and the checksum field stays zero.
+// Blocks are block_size() bytes each, 64-byte aligned, so a node in memory
+// is byte-for-byte what it would be on disk (like XFS's xfbtree). They are
+// carved from chunks, one allocation each: chunk c holds 2^c blocks until
+// a chunk reaches max_chunk_bytes, and every later chunk holds that many.
+// A block's address is then arithmetic on its number and one pointer from
+// a small chunk table (1,500 pointers for 10^7 u64 records in 4 KiB
+// blocks), not a per-block pointer table: that table, one pointer per
+// block, missed the cache on most reads of a large tree, one more cache
+// miss per level of every descent. A storage holds at most one chunk
+// (max_chunk_bytes) beyond its blocks, and a small tree as few bytes as
+// its blocks. Checksums can be switched off for speed; they are then
+// neither computed nor verified and the checksum field stays zero.
 //
 // Memory comes only from the Allocator policy the caller names (the default
 // uses nothrow operator new); running out gives errc::no_memory, and
 // max_blocks gives errc::no_space. Freed blocks are poisoned and kept on a
-// free list for reuse.
+// free list for reuse; chunks go back to the allocator when the storage is
+// destroyed.
 //
 // Buffers are CheckedBlockBuffers: one byte per block remembers that the
 // engine verified the node (checksum and contents) since the block was
@@ -21,6 +29,7 @@
 // every change; until then the same byte says the checksum is stale.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -90,16 +99,22 @@ public:
     // Fill byte of freed blocks: makes use of a freed node fail validation.
     static constexpr unsigned char poison = 0xDB;
     static constexpr std::size_t alignment = 64;
+    // The largest chunk: what a storage may hold beyond its blocks.
+    static constexpr std::uint32_t max_chunk_bytes = 128 * 1024;
 
     // The options are checked by the first allocate(): a bad block size then
     // gives errc::invalid. Use valid_block_size() to check up front.
     explicit memory_storage(const memory_storage_options& o = {}, Allocator a = Allocator{}) noexcept
-        : opt_(o), alloc_(a) {}
+        : opt_(o), alloc_(a),
+          block_shift_(valid_block_size(o.block_size) ? static_cast<unsigned>(std::countr_zero(o.block_size)) : 0),
+          chunk_shift_(valid_block_size(o.block_size) && o.block_size < max_chunk_bytes
+                           ? static_cast<unsigned>(std::countr_zero(max_chunk_bytes / o.block_size))
+                           : 0) {}
     memory_storage(const memory_storage&) = delete;
     memory_storage& operator=(const memory_storage&) = delete;
     ~memory_storage() {
-        for (std::uint64_t i = 1; i < used_; ++i) alloc_.deallocate(table_[i], opt_.block_size, alignment);
-        if (table_) alloc_.deallocate(table_, table_cap_ * slot_bytes, alignof(unsigned char*));
+        for (std::uint32_t c = 0; c < nchunks_; ++c) alloc_.deallocate(chunks_[c], chunk_bytes(c), alignment);
+        if (chunks_) alloc_.deallocate(chunks_, index_bytes(cap_), alignof(unsigned char*));
     }
 
     [[nodiscard]] std::uint32_t block_size() const noexcept { return opt_.block_size; }
@@ -109,7 +124,7 @@ public:
     [[nodiscard]] result<buffer> read(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
         if (i == 0) return errc::io; // no such block
-        return buffer{table_[i], blkno, this};
+        return buffer{block_at(i), blkno, this};
     }
 
     [[nodiscard]] result<buffer> allocate() noexcept {
@@ -118,25 +133,31 @@ public:
         std::uint64_t n;
         if (free_head_) {
             n = free_head_;
-            free_head_ = load_le<std::uint64_t>(table_[n]);
+            free_head_ = load_le<std::uint64_t>(block_at(n));
         } else {
-            if (used_ == 0) used_ = 1; // block 0 is never handed out
-            if (used_ >= table_cap_ && !grow_table()) return errc::no_memory;
-            void* p = alloc_.allocate(opt_.block_size, alignment);
-            if (!p) return errc::no_memory;
+            if (used_ == 0) used_ = 1; // slot 0 is never handed out
+            if (used_ >= cap_ && !grow_index()) return errc::no_memory;
+            const std::uint32_t c = chunk_of(used_);
+            if (c == nchunks_) { // the first block of a new chunk
+                void* p = alloc_.allocate(chunk_bytes(c), alignment);
+                if (!p) return errc::no_memory;
+                chunks_[c] = static_cast<unsigned char*>(p);
+                reserved_ += chunk_bytes(c);
+                ++nchunks_;
+            }
             n = used_++;
-            table_[n] = static_cast<unsigned char*>(p);
         }
         ++in_use_;
-        fill_bytes(table_[n], 0, opt_.block_size);
+        unsigned char* p = block_at(n);
+        fill_bytes(p, 0, opt_.block_size);
         state_[n] = 0;
-        return buffer{table_[n], n + opt_.first_block - 1, this};
+        return buffer{p, n + opt_.first_block - 1, this};
     }
 
     [[nodiscard]] errc free(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
         if (i == 0) return errc::invalid;
-        unsigned char* p = table_[i];
+        unsigned char* p = block_at(i);
         fill_bytes(p, poison, opt_.block_size);
         state_[i] = 0;
         store_le<std::uint64_t>(p, free_head_); // free list threads through freed blocks
@@ -150,11 +171,11 @@ public:
 
     // Blocks currently allocated (not free).
     [[nodiscard]] std::uint64_t blocks_in_use() const noexcept { return in_use_; }
-    // Bytes this storage holds from its allocator: every block ever made
-    // (free ones are kept for reuse) plus the block table.
+    // Bytes this storage holds from its allocator: its chunks (every block
+    // ever made, free ones kept for reuse, and the last chunk's blocks not
+    // handed out yet) plus the chunk table and state bytes.
     [[nodiscard]] std::uint64_t bytes_reserved() const noexcept {
-        const std::uint64_t blocks = used_ ? used_ - 1 : 0;
-        return blocks * opt_.block_size + table_cap_ * slot_bytes;
+        return reserved_ + (chunks_ ? index_bytes(cap_) : 0);
     }
     // Direct access to a block's bytes: for tests that corrupt blocks on
     // purpose, and for writing built blocks out to a device. nullptr if
@@ -165,9 +186,10 @@ public:
     [[nodiscard]] unsigned char* raw_block(std::uint64_t blkno) noexcept {
         const std::uint64_t i = slot(blkno);
         if (!i) return nullptr;
-        if (state_[i] & state_unsealed) seal_node(table_[i], opt_.block_size, opt_.checksum_seed);
+        unsigned char* p = block_at(i);
+        if (state_[i] & state_unsealed) seal_node(p, opt_.block_size, opt_.checksum_seed);
         state_[i] = 0;
-        return table_[i];
+        return p;
     }
     // Block numbers handed out so far lie in [first_block, end_block()).
     [[nodiscard]] std::uint64_t end_block() const noexcept {
@@ -183,35 +205,66 @@ private:
         const std::uint64_t i = blkno - opt_.first_block + 1;
         return i < used_ ? i : 0;
     }
-    // One allocation holds the block pointers, then the state bytes.
-    bool grow_table() noexcept {
-        const std::uint64_t cap = table_cap_ ? table_cap_ * 2 : 64;
-        auto t = static_cast<unsigned char**>(alloc_.allocate(cap * slot_bytes, alignof(unsigned char*)));
-        if (!t) return false;
-        auto* c = reinterpret_cast<unsigned char*>(t + cap);
-        fill_bytes(c, 0, cap);
-        if (table_) {
-            copy_bytes(t, table_, used_ * sizeof(unsigned char*));
-            copy_bytes(c, state_, used_);
-            alloc_.deallocate(table_, table_cap_ * slot_bytes, alignof(unsigned char*));
+    // Slot i (>= 1) lies in chunk chunk_of(i): chunk c < chunk_shift_ holds
+    // slots [2^c, 2^(c+1)), every later chunk 2^chunk_shift_ slots.
+    [[nodiscard]] std::uint32_t chunk_of(std::uint64_t i) const noexcept {
+        if (i >> chunk_shift_) return static_cast<std::uint32_t>((i >> chunk_shift_) + chunk_shift_ - 1);
+        return static_cast<std::uint32_t>(std::bit_width(i) - 1);
+    }
+    [[nodiscard]] std::uint64_t chunk_bytes(std::uint32_t c) const noexcept {
+        return std::uint64_t{opt_.block_size} << (c < chunk_shift_ ? c : chunk_shift_);
+    }
+    // The bytes of slot i (handed out: 0 < i < used_). The hot path of
+    // every read: a shift or two and one load from the chunk table.
+    [[nodiscard]] unsigned char* block_at(std::uint64_t i) const noexcept {
+        std::uint32_t c;
+        std::uint64_t off;
+        if (i >> chunk_shift_) {
+            c = static_cast<std::uint32_t>((i >> chunk_shift_) + chunk_shift_ - 1);
+            off = i & ((std::uint64_t{1} << chunk_shift_) - 1);
+        } else {
+            c = static_cast<std::uint32_t>(std::bit_width(i) - 1);
+            off = i - (std::uint64_t{1} << c);
         }
-        table_ = t;
-        state_ = c;
-        table_cap_ = cap;
+        return chunks_[c] + (off << block_shift_);
+    }
+    // One allocation, the index, holds the chunk table (room for the chunks
+    // of cap slots), then one state byte per slot.
+    [[nodiscard]] std::uint64_t index_chunks(std::uint64_t cap) const noexcept { return chunk_of(cap - 1) + 1u; }
+    [[nodiscard]] std::uint64_t index_bytes(std::uint64_t cap) const noexcept {
+        return index_chunks(cap) * sizeof(unsigned char*) + cap;
+    }
+    bool grow_index() noexcept {
+        const std::uint64_t cap = cap_ ? cap_ * 2 : 64;
+        auto t = static_cast<unsigned char**>(alloc_.allocate(index_bytes(cap), alignof(unsigned char*)));
+        if (!t) return false;
+        auto* st = reinterpret_cast<unsigned char*>(t + index_chunks(cap));
+        fill_bytes(st, 0, cap);
+        if (chunks_) {
+            copy_bytes(t, chunks_, nchunks_ * sizeof(unsigned char*));
+            copy_bytes(st, state_, used_);
+            alloc_.deallocate(chunks_, index_bytes(cap_), alignof(unsigned char*));
+        }
+        chunks_ = t;
+        state_ = st;
+        cap_ = cap;
         return true;
     }
-    static constexpr std::size_t slot_bytes = sizeof(unsigned char*) + 1; // pointer + state byte
     // State byte bits: verified since made or raw_block(); checksum stale.
     static constexpr unsigned char state_checked = 1, state_unsealed = 2;
 
     memory_storage_options opt_;
     [[no_unique_address]] Allocator alloc_;
-    unsigned char** table_ = nullptr;
-    unsigned char* state_ = nullptr; // state_[i]: state_checked, state_unsealed of table_[i]
-    std::uint64_t table_cap_ = 0;
-    std::uint64_t used_ = 0;      // table slots in use, including the unused slot 0
+    unsigned block_shift_; // log2(block_size), 0 while the block size is invalid
+    unsigned chunk_shift_; // log2(blocks in a full-sized chunk)
+    unsigned char** chunks_ = nullptr; // chunks_[c]: chunk c, for c < nchunks_
+    unsigned char* state_ = nullptr;   // state_[i]: state_checked, state_unsealed of slot i
+    std::uint32_t nchunks_ = 0;
+    std::uint64_t cap_ = 0;       // slots the index has room for
+    std::uint64_t reserved_ = 0;  // bytes of all chunks
+    std::uint64_t used_ = 0;      // slots handed out so far, including the unused slot 0
     std::uint64_t in_use_ = 0;    // allocated, not freed
-    std::uint64_t free_head_ = 0; // first freed block, 0 = none
+    std::uint64_t free_head_ = 0; // first freed slot, 0 = none
 };
 
 static_assert(BlockStorage<memory_storage<>>);
