@@ -137,13 +137,10 @@ public:
         } else {
             if (used_ == 0) used_ = 1; // slot 0 is never handed out
             if (used_ >= cap_ && !grow_index()) return errc::no_memory;
-            const std::uint32_t c = chunk_of(used_);
-            if (c == nchunks_) { // the first block of a new chunk
-                void* p = alloc_.allocate(chunk_bytes(c), alignment);
+            if (used_ == chunk_start(nchunks_)) { // the first block of a new chunk
+                void* p = alloc_.allocate(chunk_bytes(nchunks_), alignment);
                 if (!p) return errc::no_memory;
-                chunks_[c] = static_cast<unsigned char*>(p);
-                reserved_ += chunk_bytes(c);
-                ++nchunks_;
+                chunks_[nchunks_++] = static_cast<unsigned char*>(p);
             }
             n = used_++;
         }
@@ -175,7 +172,8 @@ public:
     // ever made, free ones kept for reuse, and the last chunk's blocks not
     // handed out yet) plus the chunk table and state bytes.
     [[nodiscard]] std::uint64_t bytes_reserved() const noexcept {
-        return reserved_ + (chunks_ ? index_bytes(cap_) : 0);
+        const std::uint64_t chunk_slots = chunk_start(nchunks_) - 1; // slots 1 .. of chunks [0, nchunks_)
+        return (chunk_slots << block_shift_) + (chunks_ ? index_bytes(cap_) : 0);
     }
     // Direct access to a block's bytes: for tests that corrupt blocks on
     // purpose, and for writing built blocks out to a device. nullptr if
@@ -205,30 +203,36 @@ private:
         const std::uint64_t i = blkno - opt_.first_block + 1;
         return i < used_ ? i : 0;
     }
-    // Slot i (>= 1) lies in chunk chunk_of(i): chunk c < chunk_shift_ holds
-    // slots [2^c, 2^(c+1)), every later chunk 2^chunk_shift_ slots.
-    [[nodiscard]] std::uint32_t chunk_of(std::uint64_t i) const noexcept {
-        if (i >> chunk_shift_) return static_cast<std::uint32_t>((i >> chunk_shift_) + chunk_shift_ - 1);
-        return static_cast<std::uint32_t>(std::bit_width(i) - 1);
-    }
-    [[nodiscard]] std::uint64_t chunk_bytes(std::uint32_t c) const noexcept {
-        return std::uint64_t{opt_.block_size} << (c < chunk_shift_ ? c : chunk_shift_);
-    }
-    // The bytes of slot i (handed out: 0 < i < used_). The hot path of
-    // every read: a few shifts and one load from the chunk table. Both
-    // kinds of chunk are computed and one is selected, without a branch: in
-    // a small tree a read lands in either about as often.
-    [[nodiscard]] unsigned char* block_at(std::uint64_t i) const noexcept {
+    // Slot i (>= 1) lies in chunk c = chunk_of(i): chunk c < chunk_shift_
+    // holds slots [2^c, 2^(c+1)), every later chunk 2^chunk_shift_ slots,
+    // from chunk_start(c) on. Both kinds of chunk are computed and one is
+    // selected, without a branch: in a small tree a read lands in either
+    // about as often.
+    struct chunk_slot {
+        std::uint64_t c;     // the chunk
+        std::uint64_t start; // its first slot
+    };
+    [[nodiscard]] chunk_slot chunk_of(std::uint64_t i) const noexcept {
         const std::uint64_t full = i >> chunk_shift_; // 0 for the growing chunks
         const auto lg = static_cast<unsigned>(std::bit_width(i) - 1);
         const bool growing = full == 0;
-        const std::uint64_t c = growing ? lg : full + chunk_shift_ - 1;
-        const std::uint64_t start = growing ? std::uint64_t{1} << lg : full << chunk_shift_;
-        return chunks_[c] + ((i - start) << block_shift_);
+        return {growing ? lg : full + chunk_shift_ - 1, growing ? std::uint64_t{1} << lg : full << chunk_shift_};
+    }
+    [[nodiscard]] std::uint64_t chunk_start(std::uint64_t c) const noexcept {
+        return c < chunk_shift_ ? std::uint64_t{1} << c : (c - chunk_shift_ + 1) << chunk_shift_;
+    }
+    [[nodiscard]] std::uint64_t chunk_bytes(std::uint64_t c) const noexcept {
+        return (chunk_start(c + 1) - chunk_start(c)) << block_shift_;
+    }
+    // The bytes of slot i (handed out: 0 < i < used_). The hot path of
+    // every read: a few shifts and one load from the chunk table.
+    [[nodiscard]] unsigned char* block_at(std::uint64_t i) const noexcept {
+        const chunk_slot at = chunk_of(i);
+        return chunks_[at.c] + ((i - at.start) << block_shift_);
     }
     // One allocation, the index, holds the chunk table (room for the chunks
     // of cap slots), then one state byte per slot.
-    [[nodiscard]] std::uint64_t index_chunks(std::uint64_t cap) const noexcept { return chunk_of(cap - 1) + 1u; }
+    [[nodiscard]] std::uint64_t index_chunks(std::uint64_t cap) const noexcept { return chunk_of(cap - 1).c + 1u; }
     [[nodiscard]] std::uint64_t index_bytes(std::uint64_t cap) const noexcept {
         return index_chunks(cap) * sizeof(unsigned char*) + cap;
     }
@@ -259,7 +263,6 @@ private:
     unsigned char* state_ = nullptr;   // state_[i]: state_checked, state_unsealed of slot i
     std::uint32_t nchunks_ = 0;
     std::uint64_t cap_ = 0;       // slots the index has room for
-    std::uint64_t reserved_ = 0;  // bytes of all chunks
     std::uint64_t used_ = 0;      // slots handed out so far, including the unused slot 0
     std::uint64_t in_use_ = 0;    // allocated, not freed
     std::uint64_t free_head_ = 0; // first freed slot, 0 = none
