@@ -21,9 +21,12 @@
 #     --crash N        crash runs instead (acceptance 2): N runs per image kind,
 #                      seeds S..S+N-1, each killing UML (SIGKILL to its process
 #                      group) at a moment the seed picks during the workload,
-#                      then three copies of the image replayed three ways
+#                      then copies of the image replayed three ways
 #                      (e2fsck -E journal_only, jbtree-e2fs replay, the patched
-#                      kernel's own mount) and checked as after a clean run
+#                      kernel's own mount), and a fourth with the patched
+#                      e2fsck when it is built (UML_PATCHED_E2FSCK, default
+#                      build/e2fsprogs's: bash scripts/e2fsprogs.sh), and
+#                      checked as after a clean run
 #     --overhead N     N pairs of runs, maps absent and present, same seed, in
 #                      alternating order (acceptance 3): elapsed time and jbd2
 #                      blocks as ratios, min and median
@@ -575,7 +578,7 @@ crash_one() {
     fi
     log "crash $k seed $s: killed ${delay_ms} ms into the workload ($when it; $(needs_recovery "$img" && echo "journal to replay" || echo "cleanly unmounted")); replaying three ways"
     local path st
-    for path in e2fsck jbtree kernel; do
+    for path in e2fsck ${patched_e2fsck:+e2fsck-patched} jbtree kernel; do
         cp --sparse=always "$img" "$run/crash.$path.img"
         rm -f "$run/orphans"
         st=0
@@ -625,6 +628,27 @@ crash_one() {
                 else
                     check_image "$c" stale
                 fi ;;
+            e2fsck-patched)
+                # contrib/e2fsprogs 0006: the replay keeps the maps
+                # current (the live stamp carried past e2fsck's superblock
+                # write; rebuilt when it released orphans), and the next
+                # patched mount keeps them.
+                local r=0
+                "$patched_e2fsck" -E journal_only -y "$c" >"$run/replay.out" 2>&1 || r=$?
+                [ $r -le 1 ] || { cat "$run/replay.out"; die "patched e2fsck -E journal_only: status $r"; }
+                if grep -q 'orphaned inode' "$run/replay.out"; then
+                    log "  patched e2fsck released orphans: $(grep 'orphaned inode\|jbtree' "$run/replay.out" | tr '\n' ';')"
+                    grep -q 'jbtree maps rebuilt (orphan inodes released)' "$run/replay.out" ||
+                        { cat "$run/replay.out"; die "the patched e2fsck released orphans without rebuilding the maps"; }
+                    touch "$run/orphans"
+                fi
+                check_image "$c" fresh
+                boot "$c" mount
+                no_ext4_error
+                grep -q 'jbtree: maps kept, stamped at unmount' "$run/console" ||
+                    { grep -i jbtree "$run/console"; die "the next patched mount did not keep the maps the patched e2fsck left"; }
+                log "  the next patched mount kept the maps: $(grep -o 'jbtree: maps opened.*' "$run/console" | head -n 1)"
+                check_image "$c" fresh ;;
             jbtree)
                 jbtree_replay_and_check "$c"
                 [ "$replay_orphans" = 0 ] || touch "$run/orphans" ;;
@@ -658,6 +682,11 @@ crash_one() {
 
 if [ "$crash" -gt 0 ]; then
     [ $stock = 0 ] && [ "$maps" = yes ] || die "--crash runs the patched kernel with maps"
+    # The patched e2fsck (contrib/e2fsprogs/, scripts/e2fsprogs.sh) as a
+    # fourth replay when built: UML_PATCHED_E2FSCK, or build/e2fsprogs's.
+    patched_e2fsck=${UML_PATCHED_E2FSCK:-$repo/build/e2fsprogs/e2fsprogs-1.47.4/e2fsck/e2fsck}
+    if [ -x "$patched_e2fsck" ]; then log "crash runs replay with the patched e2fsck too: $patched_e2fsck"
+    else log "no patched e2fsck at $patched_e2fsck (bash scripts/e2fsprogs.sh): its replay is not run"; patched_e2fsck=; fi
     # A commit every second (ext4's default is 5): a kill then finds
     # several committed transactions behind it, and one running.
     mount_opts=${UML_MOUNT_OPTS:-commit=1}
@@ -686,7 +715,7 @@ if [ "$crash" -gt 0 ]; then
         seed=$local_seed0
     done
     for k in "${kinds[@]}"; do
-        for path in e2fsck jbtree kernel; do
+        for path in e2fsck ${patched_e2fsck:+e2fsck-patched} jbtree kernel; do
             log "$k, replay by $path: $(grep -c "^$k [0-9]* $path pass" "$run/crash.results") passed, $(grep -c "^$k [0-9]* $path orphans$" "$run/crash.results") passed with orphans (jbtree: left, e2fsck -fn not run; e2fsck: released), $(grep -c "^$k [0-9]* $path orphans-fail" "$run/crash.results") failed after e2fsck released orphans, $(grep -c "^$k [0-9]* $path fail" "$run/crash.results") failed"
         done
         log "$k: $(grep -c "^$k [0-9]* before-kill fail" "$run/crash.results") runs where the kernel reported a failure before the kill"

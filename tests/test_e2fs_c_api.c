@@ -441,6 +441,44 @@ static void test_build_and_query(const char *img)
 	ext2fs_close_free(&fs);
 }
 
+/* The state a stamp names, and carrying a live stamp (its live case is
+ * exercised by the patched e2fsck, tests/check_e2fsprogs.sh). */
+static void test_current_in(const char *img)
+{
+	char why[256];
+	struct jbt_e2fs_state then, now;
+	ext2_filsys fs = open_fs(img, 0);
+
+	jbt_e2fs_state_of(fs, &then);
+	CHECK_EQ(jbt_e2fs_current_in(fs, &then), 1); /* maps just built: current */
+	CHECK_EQ(jbt_e2fs_current_in(NULL, &then), -EINVAL);
+	CHECK_EQ(jbt_e2fs_current_in(fs, NULL), -EINVAL);
+	CHECK_EQ(jbt_e2fs_carry_live_stamp(fs, &then), -EINVAL); /* opened read-only */
+	ext2fs_close_free(&fs);
+
+	/* A superblock write: current in the state before it, not after. */
+	fs = open_fs(img, 1);
+	fs->super->s_mnt_count++;
+	ext2fs_mark_super_dirty(fs);
+	ext2fs_close_free(&fs);
+	fs = open_fs(img, 1);
+	jbt_e2fs_state_of(fs, &now);
+	CHECK(memcmp(&now, &then, sizeof now) != 0);
+	CHECK_EQ(jbt_e2fs_current_in(fs, &then), 1);
+	CHECK_EQ(jbt_e2fs_current_in(fs, &now), 0);
+	/* A build stamp is not carried: left alone, and so is `fs`. */
+	CHECK_EQ(jbt_e2fs_carry_live_stamp(fs, &then), 0);
+	CHECK(fs->flags & EXT2_FLAG_RW);
+	CHECK_EQ(jbt_e2fs_current_in(fs, &now), 0);
+	/* Rebuilt: current again. */
+	CHECK_EQ(jbt_e2fs_build(fs, NULL, NULL, why, sizeof why), 0);
+	ext2fs_close_free(&fs);
+	fs = open_fs(img, 0);
+	jbt_e2fs_state_of(fs, &now);
+	CHECK_EQ(jbt_e2fs_current_in(fs, &now), 1);
+	ext2fs_close_free(&fs);
+}
+
 static void test_states(const char *img)
 {
 	char why[256];
@@ -536,6 +574,10 @@ static void test_no_journal(const char *img)
 	CHECK_EQ(jbt_e2fs_build(fs, NULL, NULL, why, sizeof why), JBT_E2FS_UNSUPPORTED);
 	CHECK(strstr(why, "journal") != NULL);
 	CHECK(fs->flags & EXT2_FLAG_RW); /* refused before writing: the caller's handle is as it was */
+	struct jbt_e2fs_state st;
+	jbt_e2fs_state_of(fs, &st);
+	CHECK_EQ(jbt_e2fs_current_in(fs, &st), 0); /* no maps stored */
+	CHECK_EQ(jbt_e2fs_carry_live_stamp(fs, &st), 0);
 	ext2fs_close_free(&fs);
 }
 
@@ -558,6 +600,7 @@ int main(void)
 	make_image(img2, "-O ^has_journal");
 
 	test_build_and_query(img);
+	test_current_in(img);
 	test_states(img);
 	test_no_journal(img2);
 

@@ -233,6 +233,40 @@ struct jbt_e2fs_build_result {
 int jbt_e2fs_build(ext2_filsys fs, jbt_e2fs_scan *scan, struct jbt_e2fs_build_result *out, char *why,
 		   size_t why_size);
 
+/* ---- keeping a live stamp across a journal replay -----------------------------------------
+ * The patched kernel keeps the maps current under a live stamp, which names
+ * the mount by what it wrote into the superblock. A tool that replays the
+ * journal after a crash (e2fsck) writes the superblock afterwards, so the
+ * maps would read as stale although the replay changed nothing the journal
+ * did not. Such a tool takes the replayed state before its own writes and,
+ * when it changed nothing the maps describe (no orphan inode released),
+ * carries the stamp after its last superblock write, as `jbtree-e2fs
+ * replay` does (docs/e2fsprogs.md, "After a crash"). */
+
+/* A filesystem's state as the maps' stamp names it (opaque). */
+struct jbt_e2fs_state {
+	unsigned char opaque[64];
+};
+
+/* The state of `fs` as libext2fs holds it now (superblock, group descriptors). */
+void jbt_e2fs_state_of(ext2_filsys fs, struct jbt_e2fs_state *out);
+
+/* 1: the maps stored in `fs` were current in `state` (a full stamp equal to
+ * it, or a live stamp naming its mount); 0: they were not, or none are
+ * stored (or their volume superblock is damaged); -EIO, -ENOMEM. */
+int jbt_e2fs_current_in(ext2_filsys fs, const struct jbt_e2fs_state *state);
+
+/*
+ * If the maps carry a live stamp current in `before`, move it to the
+ * state `fs` is in now. `fs`: opened read-write after the tool's last
+ * superblock write, with nothing changed since. Returns 1 when carried:
+ * `fs` is then left read-only and ext2fs_close_free() writes nothing (a
+ * superblock write would make the maps stale again). 0: left alone, `fs`
+ * as it was (no maps, a full stamp, a stamp not current in `before`).
+ * -EIO, -ENOMEM, -EINVAL.
+ */
+int jbt_e2fs_carry_live_stamp(ext2_filsys fs, const struct jbt_e2fs_state *before);
+
 #ifdef __cplusplus
 }
 #endif

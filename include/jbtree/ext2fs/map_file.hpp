@@ -296,39 +296,71 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
     return 0;
 }
 
+// The stamp the maps of `fs` carry, read from the map file's volume
+// superblock into `st` (and the block itself into `blk`, fs->blocksize
+// bytes, with the map file's place into `mf`). errc::not_found when there is
+// no stamp to read: no map file (absent, foreign, damaged) or a volume
+// superblock whose magic or checksum is wrong; errc::io when libext2fs fails.
+[[nodiscard]] inline errc read_map_stamp(ext2_filsys fs, map_file& mf, unsigned char* blk, map_stamp& st) noexcept {
+    if (locate_map_file(fs, mf) != errc::ok) return errc::io;
+    if (mf.state != map_file_state::present) return errc::not_found;
+    if (io_channel_read_blk64(fs->io, mf.first, 1, blk)) return errc::io;
+    const auto* vsb = reinterpret_cast<const volume_superblock*>(blk);
+    if (vsb->magic.get() != volume_magic || vsb->checksum.get() != volume_sb_checksum(blk)) return errc::not_found;
+    std::memcpy(&st, vsb->owner_data, sizeof st);
+    return errc::ok;
+}
+
+// Whether the maps of `fs` were current when the filesystem was in state
+// `then` (stamp_of() taken at that moment): a full stamp equal to it, or a
+// live stamp naming its mount. Sets *current; false also when no maps are
+// stored. errc::io when libext2fs fails.
+[[nodiscard]] inline errc maps_current_for(ext2_filsys fs, const map_stamp& then, bool& current) noexcept {
+    current = false;
+    std::unique_ptr<unsigned char[]> blk(new (std::nothrow) unsigned char[fs->blocksize]);
+    if (!blk) return errc::no_memory;
+    map_file mf;
+    map_stamp st;
+    const errc e = read_map_stamp(fs, mf, blk.get(), st);
+    if (e == errc::not_found) return errc::ok;
+    if (e != errc::ok) return e;
+    current = stamp_matches(st, then);
+    return errc::ok;
+}
+
 // After a tool that changed nothing but what a journal replay restores
-// (jbtree-e2fs replay) wrote the superblock, which sets s_wtime and raises
-// s_kbytes_written: if the maps carry a live stamp that was fresh for
-// `before` (stamp_of() of the replayed filesystem, taken before the
-// tool's writes), move it to the s_wtime and s_kbytes_written of `fs`, so
-// that they read as fresh as they did before. `fs` must be the filesystem
-// opened again after the tool's last superblock write (ext2fs_close
-// writes it once more, with the bytes written added), and must not write
-// the superblock itself afterwards (close_without_writing): its
-// superblock is then exactly what is on disk. The volume superblock is
+// (jbtree-e2fs replay, the patched e2fsck) wrote the superblock, which sets
+// s_wtime and raises s_kbytes_written: if the maps carry a live stamp that
+// was fresh for `before` (stamp_of() of the replayed filesystem, taken
+// before the tool's writes), move it to the s_wtime and s_kbytes_written of
+// `fs`, so that they read as fresh as they did before. `fs` must be the
+// filesystem opened again after the tool's last superblock write
+// (ext2fs_close writes it once more, with the bytes written added), and
+// must not write the superblock itself afterwards (close_without_writing):
+// its superblock is then exactly what is on disk. The volume superblock is
 // rewritten in place (generation + 1, checksum), as the kernel writes its
 // stamps. errc::io when libext2fs fails; a map file that is absent,
-// foreign or damaged, or any other stamp, is left alone (errc::ok).
-[[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, const map_stamp& before) noexcept {
-    map_file mf;
-    if (locate_map_file(fs, mf) != errc::ok) return errc::io;
-    if (mf.state != map_file_state::present) return errc::ok;
-    const std::size_t bs = fs->blocksize;
-    std::unique_ptr<unsigned char[]> blk(new (std::nothrow) unsigned char[bs]);
+// foreign or damaged, or any other stamp, is left alone (errc::ok, and
+// *carried, if given, false).
+[[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, const map_stamp& before, bool* carried = nullptr) noexcept {
+    if (carried) *carried = false;
+    std::unique_ptr<unsigned char[]> blk(new (std::nothrow) unsigned char[fs->blocksize]);
     if (!blk) return errc::no_memory;
-    if (io_channel_read_blk64(fs->io, mf.first, 1, blk.get())) return errc::io;
-    auto* vsb = reinterpret_cast<volume_superblock*>(blk.get());
-    if (vsb->magic.get() != volume_magic || vsb->checksum.get() != volume_sb_checksum(blk.get())) return errc::ok;
+    map_file mf;
     map_stamp st;
-    std::memcpy(&st, vsb->owner_data, sizeof st);
+    const errc e = read_map_stamp(fs, mf, blk.get(), st);
+    if (e == errc::not_found) return errc::ok;
+    if (e != errc::ok) return e;
     if (st.version.get() != map_stamp_live || !stamp_matches(st, before)) return errc::ok;
     const map_fs_state now = fs_state_of(fs);
     st.fs_wtime.set(now.wtime);
     st.kbytes_written.set(now.kbytes_written);
+    auto* vsb = reinterpret_cast<volume_superblock*>(blk.get());
     std::memcpy(vsb->owner_data, &st, sizeof st);
     vsb->generation.set(vsb->generation.get() + 1);
     vsb->checksum.set(volume_sb_checksum(blk.get()));
     if (io_channel_write_blk64(fs->io, mf.first, 1, blk.get()) || io_channel_flush(fs->io)) return errc::io;
+    if (carried) *carried = true;
     return errc::ok;
 }
 

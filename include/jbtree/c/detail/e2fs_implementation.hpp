@@ -368,4 +368,41 @@ int jbt_e2fs_build(ext2_filsys fs, jbt_e2fs_scan* scan, struct jbt_e2fs_build_re
     return e == errc::invalid ? -EINVAL : e == errc::no_memory ? -ENOMEM : -EIO;
 }
 
+static_assert(sizeof(jbt_e2fs_state::opaque) == sizeof(jbtree::ext2fs_adapter::map_stamp));
+
+void jbt_e2fs_state_of(ext2_filsys fs, struct jbt_e2fs_state* out) {
+    if (!out) return;
+    const jbtree::ext2fs_adapter::map_stamp st = fs ? jbtree::ext2fs_adapter::stamp_of(fs) : jbtree::ext2fs_adapter::map_stamp{};
+    std::memcpy(out->opaque, &st, sizeof st);
+}
+
+int jbt_e2fs_current_in(ext2_filsys fs, const struct jbt_e2fs_state* state) {
+    using namespace jbtree::ext2fs_adapter;
+    if (!fs || !state) return -EINVAL;
+    map_stamp then;
+    std::memcpy(&then, state->opaque, sizeof then);
+    bool current = false;
+    const jbtree::errc e = maps_current_for(fs, then, current);
+    if (e == jbtree::errc::no_memory) return -ENOMEM;
+    if (e != jbtree::errc::ok) return -EIO;
+    return current ? 1 : 0;
+}
+
+int jbt_e2fs_carry_live_stamp(ext2_filsys fs, const struct jbt_e2fs_state* before) {
+    using namespace jbtree::ext2fs_adapter;
+    if (!fs || !before || !(fs->flags & EXT2_FLAG_RW)) return -EINVAL;
+    map_stamp b;
+    std::memcpy(&b, before->opaque, sizeof b);
+    bool carried = false;
+    const jbtree::errc e = carry_live_stamp(fs, b, &carried);
+    if (e == jbtree::errc::no_memory) return -ENOMEM;
+    if (e != jbtree::errc::ok) return -EIO;
+    if (!carried) return 0;
+    // What the carry wrote must not reach s_kbytes_written, nor anything
+    // else the superblock: ext2fs_close() then writes nothing.
+    if (ext2fs_has_feature_mmp(fs->super)) (void)ext2fs_mmp_stop(fs);
+    fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_CHANGED | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
+    return 1;
+}
+
 } // extern "C"
