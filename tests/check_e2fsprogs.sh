@@ -358,6 +358,43 @@ if [[ -n $crashed && -x $crashed ]]; then
     crash_case preen "-p" "" ""
     crash_case orphan-journal-only "-E journal_only -y" /c/big "jbtree maps rebuilt (orphan inodes released)"
     crash_case orphan-preen "-p" /c/big "jbtree maps rebuilt (orphan inodes released)"
+    # e2fsck changing more than the orphans without a question (hiding a
+    # quota inode: its blocks move to inode 3): rebuilt, never carried.
+    c=$work/crash-quota.img
+    cp "$work/small.img" "$c"
+    qino=$("$stock_debugfs" -R "stat /a/f1" "$c" 2>/dev/null | awk '/^Inode:/ {print $2}')
+    "$stock_debugfs" -w -R "feature quota" "$c" >/dev/null 2>&1
+    "$stock_debugfs" -w -R "ssv usr_quota_inum $qino" "$c" >/dev/null 2>&1
+    set +e
+    "$tool" build "$c" >/dev/null 2>&1 && "$crashed" "$c" >/dev/null 2>&1 && "$e2fsck" -p "$c" >"$work/quota.out" 2>&1
+    rc=$?
+    "$tool" check "$c" >"$work/quota.check" 2>&1
+    rc2=$?
+    set -e
+    if ((rc <= 1 && rc2 == 0)) && grep -q 'Hiding user quota inode' "$work/quota.out" &&
+        grep -q 'jbtree maps rebuilt (e2fsck changed the file system)' "$work/quota.out"; then
+        pass "after a crash (quota inode hidden): patched e2fsck -p moves inode $qino to 3 and rebuilds the maps: current and clean"
+    else
+        cat "$work/quota.out" "$work/quota.check"
+        fail "after a crash (quota inode hidden): patched e2fsck -p exit $rc, jbtree-e2fs check exit $rc2"
+    fi
+    # Maps that were not current before e2fsck (the live stamp names
+    # another mount) stay stale: nothing is carried or rebuilt.
+    c=$work/crash-othermount.img
+    cp "$work/small.img" "$c"
+    set +e
+    "$tool" build "$c" >/dev/null 2>&1 && "$crashed" "$c" >/dev/null 2>&1 &&
+        "$stock_debugfs" -w -R "ssv mnt_count 9" "$c" >/dev/null 2>&1 && "$e2fsck" -E journal_only -y "$c" >"$work/other.out" 2>&1
+    rc=$?
+    "$tool" check "$c" >"$work/other.check" 2>&1
+    rc2=$?
+    set -e
+    if ((rc <= 1 && rc2 == 4)) && grep -q stale "$work/other.check" && ! grep -q jbtree "$work/other.out"; then
+        pass "after a crash (the stamp names another mount): patched e2fsck -E journal_only leaves the maps stale"
+    else
+        cat "$work/other.out" "$work/other.check"
+        fail "after a crash (the stamp names another mount): patched e2fsck exit $rc, jbtree-e2fs check exit $rc2 (expected 4, stale)"
+    fi
     # The control: the stock e2fsck leaves them stale (what the cases above fix).
     c=$work/crash-stock.img
     cp "$work/small.img" "$c"

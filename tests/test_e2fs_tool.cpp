@@ -693,6 +693,18 @@ int map_file_depth(const fs::path& img) {
     return slash == std::string::npos ? -1 : std::atoi(o.out.c_str() + slash + 1);
 }
 
+// The map file's length in blocks, from `check` ("in blocks A-B"), or 0.
+std::uint64_t map_file_blocks(const fs::path& img) {
+    const output o = capture(std::string(JBTREE_E2FS_TOOL) + " check '" + img.string() + "' 2>/dev/null");
+    const auto at = o.out.find("in blocks ");
+    if (at == std::string::npos) return 0;
+    char* end = nullptr;
+    const std::uint64_t a = std::strtoull(o.out.c_str() + at + 10, &end, 10);
+    if (!end || *end != '-') return 0;
+    const std::uint64_t b = std::strtoull(end + 1, nullptr, 10);
+    return b >= a ? b - a + 1 : 0;
+}
+
 TEST_CASE("build: a map file longer than the inode's 4 extents gets an extent tree of any depth (issue 15)") {
     const fs::path tmp = case_dir_or_skip();
     if (tmp.empty()) return;
@@ -751,8 +763,12 @@ TEST_CASE("build: a map file longer than the inode's 4 extents gets an extent tr
             CHECK(run(tool + " check '" + img.string() + "' >/dev/null 2>&1") == 4);
         } else
             MESSAGE("SKIP: kernel mount: " << why);
+        // A rebuild would keep the map file's length, but a second file that
+        // long does not fit beside the first here: it falls back to what
+        // the maps need (the next test case keeps the length).
         REQUIRE(run(tool + " build '" + img.string() + "' >/dev/null") == 0);
         CHECK(map_file_depth(img) == 0);
+        CHECK(map_file_blocks(img) < sh.min_blocks);
         CHECK(fsck_n(img) == 0);
         CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
         if (!sh.crash) continue;
@@ -781,6 +797,39 @@ TEST_CASE("build: a map file longer than the inode's 4 extents gets an extent tr
         CHECK(writes > 0);
         MESSAGE(sh.mkfs << ": killed before each of its " << writes << " writes");
     }
+    fs::remove_all(tmp);
+}
+
+TEST_CASE("build: a rebuild keeps a longer map file's length (the room the kernel grows the maps into) unless --min-blocks says otherwise") {
+    const fs::path tmp = case_dir_or_skip();
+    if (tmp.empty()) return;
+    const fs::path tree = tmp / "tree", img = tmp / "keep.img";
+    fs::create_directories(tree / "d");
+    for (int f = 0; f < 20; ++f)
+        REQUIRE(run("head -c " + std::to_string(f * 3001) + " /dev/urandom > '" + (tree / ("d/f" + std::to_string(f))).string() + "'") == 0);
+    REQUIRE(run("mkfs.ext4 -q -F -b 4096 -d '" + tree.string() + "' '" + img.string() + "' 64M >/dev/null 2>&1") == 0);
+    REQUIRE(run(tool + " build --min-blocks 3000 '" + img.string() + "' >/dev/null") == 0);
+    const std::uint64_t first = map_file_blocks(img);
+    CHECK(first >= 3000);
+    // Rebuilt without --min-blocks (as e2fsck rebuilds them): as long.
+    REQUIRE(run(tool + " build '" + img.string() + "' >/dev/null") == 0);
+    CHECK(map_file_blocks(img) == first);
+    CHECK(fsck_n(img) == 0);
+    CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
+    // --min-blocks 0: what the maps need, much less.
+    REQUIRE(run(tool + " build --min-blocks 0 '" + img.string() + "' >/dev/null") == 0);
+    const std::uint64_t small = map_file_blocks(img);
+    CHECK(small > 0);
+    CHECK(small < 300);
+    CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
+    // A file too long to have twice (more than half the free space): the
+    // rebuild still succeeds, at what the maps need.
+    REQUIRE(run(tool + " build --min-blocks 10000 '" + img.string() + "' >/dev/null") == 0);
+    CHECK(map_file_blocks(img) >= 10000);
+    REQUIRE(run(tool + " build '" + img.string() + "' >/dev/null") == 0);
+    CHECK(map_file_blocks(img) < 10000);
+    CHECK(fsck_n(img) == 0);
+    CHECK(run(tool + " check '" + img.string() + "' >/dev/null") == 0);
     fs::remove_all(tmp);
 }
 

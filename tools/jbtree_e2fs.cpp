@@ -212,7 +212,8 @@ int print_help() {
                "  replay    replay the image's journal, as e2fsck -E journal_only\n"
                "\n"
                "  --json     one JSON object on stdout, errors included (not for replay)\n"
-               "  --min-blocks N  build: make the map file at least N blocks (room to grow)\n"
+               "  --min-blocks N  build: make the map file at least N blocks (room to grow); without it\n"
+               "                  a rebuild keeps the old map file's length if that is longer\n"
                "  --memory SIZE   build: records held in memory at once (default 32M; K, M, G\n"
                "             suffixes; at least 64K; 0 or unlimited: all in memory); past it they\n"
                "             go to sorted runs in temporary files. Peak memory is at most about\n"
@@ -565,7 +566,7 @@ bool parse_size(const char* s, std::uint64_t& out) {
     return true;
 }
 
-int cmd_build(const char* path, std::uint64_t min_blocks, const build_memory& mem) {
+int cmd_build(const char* path, std::optional<std::uint64_t> min_blocks, const build_memory& mem) {
     const bool json = session.json;
     build_progress prog;
     prog.tty = mem.progress || isatty(2);
@@ -586,7 +587,9 @@ int cmd_build(const char* path, std::uint64_t min_blocks, const build_memory& me
     };
     hooks.before_write = &on_build_write;
     hooks.ctx = &prog;
-    hooks.min_blocks = min_blocks;
+    // --min-blocks sizes the file; without it a rebuild keeps the old length.
+    hooks.min_blocks = min_blocks.value_or(0);
+    hooks.keep_length = !min_blocks;
     hooks.memory = mem.bytes;
     hooks.tmpdir = mem.tmpdir.c_str();
     ext2fs_adapter::build_report rep;
@@ -888,7 +891,7 @@ int run_command(int argc, char** argv) {
     if (args.empty()) return usage_error("no command");
     const std::string cmd = args[0];
     args.erase(args.begin());
-    std::uint64_t min_blocks = 0; // build --min-blocks N
+    std::optional<std::uint64_t> min_blocks; // build --min-blocks N
     build_memory mem;
     if (const char* t = std::getenv("TMPDIR"); t && *t) mem.tmpdir = t;
     else mem.tmpdir = "/tmp";
@@ -904,7 +907,11 @@ int run_command(int argc, char** argv) {
         if (!mb && !me && !td) continue;
         if (i + 1 == args.size()) return usage_error(std::string(args[i]) + " needs a value");
         const char* v = args[i + 1];
-        if (mb && !parse_u64(v, min_blocks)) return usage_error("--min-blocks needs a number of blocks");
+        if (mb) {
+            std::uint64_t n = 0;
+            if (!parse_u64(v, n)) return usage_error("--min-blocks needs a number of blocks");
+            min_blocks = n;
+        }
         if (me) {
             if (!parse_size(v, mem.bytes))
                 return usage_error(std::string("--memory: not a size: ") + v + " (bytes, or with K, M, G: e.g. 256M; unlimited)");

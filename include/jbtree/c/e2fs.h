@@ -257,13 +257,15 @@ void jbt_e2fs_state_of(ext2_filsys fs, struct jbt_e2fs_state *out);
 int jbt_e2fs_current_in(ext2_filsys fs, const struct jbt_e2fs_state *state);
 
 /*
- * If the maps carry a live stamp current in `before`, move it to the
- * state `fs` is in now. `fs`: opened read-write after the tool's last
- * superblock write, with nothing changed since. Returns 1 when carried:
+ * If the maps carry a live stamp current in `before`, and the group
+ * descriptors are as they were then (no block or inode freed or allocated
+ * since), move the stamp to the state `fs` is in now. `fs`: opened
+ * read-write after the tool's last superblock write, with nothing changed
+ * since (-EINVAL if it has unwritten changes). Returns 1 when carried:
  * `fs` is then left read-only and ext2fs_close_free() writes nothing (a
  * superblock write would make the maps stale again). 0: left alone, `fs`
- * as it was (no maps, a full stamp, a stamp not current in `before`).
- * -EIO, -ENOMEM, -EINVAL.
+ * as it was (no maps, a full stamp, a stamp not current in `before`,
+ * group descriptors changed). -EIO, -ENOMEM, -EINVAL.
  */
 int jbt_e2fs_carry_live_stamp(ext2_filsys fs, const struct jbt_e2fs_state *before);
 

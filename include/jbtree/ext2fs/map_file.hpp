@@ -333,7 +333,10 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
 // s_wtime and raises s_kbytes_written: if the maps carry a live stamp that
 // was fresh for `before` (stamp_of() of the replayed filesystem, taken
 // before the tool's writes), move it to the s_wtime and s_kbytes_written of
-// `fs`, so that they read as fresh as they did before. `fs` must be the
+// `fs`, so that they read as fresh as they did before. As a backstop for
+// a tool that changed more than it knows, the group descriptors must be
+// what they were in `before` (a block or inode freed or allocated since
+// changes their counts): else nothing is carried. `fs` must be the
 // filesystem opened again after the tool's last superblock write
 // (ext2fs_close writes it once more, with the bytes written added), and
 // must not write the superblock itself afterwards (close_without_writing):
@@ -353,6 +356,7 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
     if (e != errc::ok) return e;
     if (st.version.get() != map_stamp_live || !stamp_matches(st, before)) return errc::ok;
     const map_fs_state now = fs_state_of(fs);
+    if (now.gdt_crc != before.gdt_crc.get()) return errc::ok; // allocations changed since `before`
     st.fs_wtime.set(now.wtime);
     st.kbytes_written.set(now.kbytes_written);
     auto* vsb = reinterpret_cast<volume_superblock*>(blk.get());

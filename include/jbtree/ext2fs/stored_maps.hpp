@@ -795,12 +795,16 @@ struct build_report {
 // before_write(blk, n) before every block write of the build (a crash test
 // ends the process there); min_blocks: the map file gets at least this
 // many data blocks (room for the maps to grow; tests use it for map files
-// longer than the inode's 4 extents).
+// longer than the inode's 4 extents). Without it (keep_length), a rebuild
+// keeps the old map file's length when that is longer than what the maps
+// need (room the patched kernel grows them into) and still fits; with it,
+// the file is sized from min_blocks and the maps alone.
 struct build_hooks {
     void (*progress)(void* ctx, std::uint64_t done, std::uint64_t total) = nullptr;
     void (*before_write)(void* ctx, std::uint64_t blk, std::uint32_t n) = nullptr;
     void* ctx = nullptr;
     std::uint64_t min_blocks = 0;
+    bool keep_length = true;
     // Bounded memory: records held at once, in bytes (0: unlimited, every
     // record in memory); past it they go to sorted runs in temporary files
     // in `tmpdir` (scan_spill.hpp; created there and unlinked at once), which
@@ -1029,7 +1033,15 @@ namespace detail {
         return refuse(build_problem::no_space, errc::no_space,
                       "a map file of " + std::to_string(hooks.min_blocks) + " blocks does not fit in a filesystem of " +
                           std::to_string(ext2fs_blocks_count(sb)));
-    std::uint64_t N = std::max<std::uint64_t>(whole_clusters(detail::map_file_estimate(rmap_n, link_raw, link_names, bs)), whole_clusters(hooks.min_blocks));
+    // What the maps need with room to grow, or what the caller asked for.
+    const std::uint64_t wanted = std::max<std::uint64_t>(whole_clusters(detail::map_file_estimate(rmap_n, link_raw, link_names, bs)), whole_clusters(hooks.min_blocks));
+    // A rebuild does not shrink the map file unless asked to (min_blocks
+    // given): a longer old one (made with --min-blocks for the room the
+    // patched kernel grows the maps into) keeps its length, unless that no
+    // longer fits beside it (then `wanted`).
+    bool keep_old_length = hooks.keep_length && old.state == map_file_state::present &&
+                           whole_clusters(old.blocks) > wanted && old.blocks < ext2fs_blocks_count(sb);
+    std::uint64_t N = keep_old_length ? whole_clusters(old.blocks) : wanted;
     blk64_t first = 0;
     std::uint64_t data_start = 0, bm = 0;
     // The extent tree's blocks (none up to 4 extents) follow the run, a
@@ -1047,6 +1059,11 @@ namespace detail {
         free_run run;
         if (errcode_t fe = find_free_run(fs, need, run))
             return refuse(build_problem::io, errc::io, std::string("searching the block bitmap: ") + error_message(fe));
+        if (!run.found && keep_old_length) { // the old length does not fit beside the old file
+            keep_old_length = false;
+            N = wanted;
+            continue;
+        }
         if (!run.found) {
             rep.largest_free_run = run.largest;
             return refuse(build_problem::no_space, errc::no_space,
@@ -1062,6 +1079,11 @@ namespace detail {
         const std::uint64_t per_group = EXT2_BLOCKS_PER_GROUP(sb);
         fs_tx = 2 * ((need + old.blocks) / per_group + 4) + tree.tree_blocks + 32;
         const std::uint64_t tx = volume_min_transaction_blocks(static_cast<std::uint32_t>(bm)) + fs_tx;
+        if (tx > (log_blocks - 1) / 4 && keep_old_length) {
+            keep_old_length = false;
+            N = wanted;
+            continue;
+        }
         if (tx > (log_blocks - 1) / 4)
             return refuse(build_problem::unsupported, errc::no_space,
                           "a map file of " + std::to_string(N) + " blocks needs a transaction of " + std::to_string(tx) +

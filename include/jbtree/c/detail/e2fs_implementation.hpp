@@ -390,7 +390,9 @@ int jbt_e2fs_current_in(ext2_filsys fs, const struct jbt_e2fs_state* state) {
 
 int jbt_e2fs_carry_live_stamp(ext2_filsys fs, const struct jbt_e2fs_state* before) {
     using namespace jbtree::ext2fs_adapter;
-    if (!fs || !before || !(fs->flags & EXT2_FLAG_RW)) return -EINVAL;
+    // Read-write, with nothing pending (what is cleared below would be lost).
+    if (!fs || !before || !(fs->flags & EXT2_FLAG_RW) || (fs->flags & (EXT2_FLAG_DIRTY | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY)))
+        return -EINVAL;
     map_stamp b;
     std::memcpy(&b, before->opaque, sizeof b);
     bool carried = false;
