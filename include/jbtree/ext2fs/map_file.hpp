@@ -297,17 +297,23 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
 }
 
 // The stamp the maps of `fs` carry, read from the map file's volume
-// superblock into `st` (and the block itself into `blk`, fs->blocksize
-// bytes, with the map file's place into `mf`). errc::not_found when there is
-// no stamp to read: no map file (absent, foreign, damaged) or a volume
-// superblock whose magic or checksum is wrong; errc::io when libext2fs fails.
-[[nodiscard]] inline errc read_map_stamp(ext2_filsys fs, map_file& mf, unsigned char* blk, map_stamp& st) noexcept {
+// superblock into `st`, with the block itself into `blk` (allocated here,
+// fs->blocksize bytes) and the map file's place into `mf`. `found` is false
+// when there is no stamp to read: no map file (absent, foreign, damaged) or
+// a volume superblock whose magic or checksum is wrong. errc::io when
+// libext2fs fails, errc::no_memory.
+[[nodiscard]] inline errc read_map_stamp(ext2_filsys fs, map_file& mf, std::unique_ptr<unsigned char[]>& blk, map_stamp& st,
+                                         bool& found) noexcept {
+    found = false;
+    blk.reset(new (std::nothrow) unsigned char[fs->blocksize]);
+    if (!blk) return errc::no_memory;
     if (locate_map_file(fs, mf) != errc::ok) return errc::io;
-    if (mf.state != map_file_state::present) return errc::not_found;
-    if (io_channel_read_blk64(fs->io, mf.first, 1, blk)) return errc::io;
-    const auto* vsb = reinterpret_cast<const volume_superblock*>(blk);
-    if (vsb->magic.get() != volume_magic || vsb->checksum.get() != volume_sb_checksum(blk)) return errc::not_found;
+    if (mf.state != map_file_state::present) return errc::ok;
+    if (io_channel_read_blk64(fs->io, mf.first, 1, blk.get())) return errc::io;
+    const auto* vsb = reinterpret_cast<const volume_superblock*>(blk.get());
+    if (vsb->magic.get() != volume_magic || vsb->checksum.get() != volume_sb_checksum(blk.get())) return errc::ok;
     std::memcpy(&st, vsb->owner_data, sizeof st);
+    found = true;
     return errc::ok;
 }
 
@@ -316,16 +322,13 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
 // live stamp naming its mount. Sets *current; false also when no maps are
 // stored. errc::io when libext2fs fails.
 [[nodiscard]] inline errc maps_current_for(ext2_filsys fs, const map_stamp& then, bool& current) noexcept {
-    current = false;
-    std::unique_ptr<unsigned char[]> blk(new (std::nothrow) unsigned char[fs->blocksize]);
-    if (!blk) return errc::no_memory;
     map_file mf;
+    std::unique_ptr<unsigned char[]> blk;
     map_stamp st;
-    const errc e = read_map_stamp(fs, mf, blk.get(), st);
-    if (e == errc::not_found) return errc::ok;
-    if (e != errc::ok) return e;
-    current = stamp_matches(st, then);
-    return errc::ok;
+    bool found = false;
+    const errc e = read_map_stamp(fs, mf, blk, st, found);
+    current = e == errc::ok && found && stamp_matches(st, then);
+    return e;
 }
 
 // After a tool that changed nothing but what a journal replay restores
@@ -347,14 +350,12 @@ inline void store_extent_node(unsigned char* p, const extent_entry* e, std::size
 // *carried, if given, false).
 [[nodiscard]] inline errc carry_live_stamp(ext2_filsys fs, const map_stamp& before, bool* carried = nullptr) noexcept {
     if (carried) *carried = false;
-    std::unique_ptr<unsigned char[]> blk(new (std::nothrow) unsigned char[fs->blocksize]);
-    if (!blk) return errc::no_memory;
     map_file mf;
+    std::unique_ptr<unsigned char[]> blk;
     map_stamp st;
-    const errc e = read_map_stamp(fs, mf, blk.get(), st);
-    if (e == errc::not_found) return errc::ok;
-    if (e != errc::ok) return e;
-    if (st.version.get() != map_stamp_live || !stamp_matches(st, before)) return errc::ok;
+    bool found = false;
+    if (const errc e = read_map_stamp(fs, mf, blk, st, found); e != errc::ok) return e;
+    if (!found || st.version.get() != map_stamp_live || !stamp_matches(st, before)) return errc::ok;
     const map_fs_state now = fs_state_of(fs);
     if (now.gdt_crc != before.gdt_crc.get()) return errc::ok; // allocations changed since `before`
     st.fs_wtime.set(now.wtime);
