@@ -226,16 +226,22 @@ template <class S, class J>
         rm, rc, pm, h, what, progress);
 }
 
-// Close the filesystem without letting libext2fs write its in-memory
-// superblock, descriptors or bitmaps (every change went through the journal,
-// or a replay changed them behind its back). The MMP block is released.
-inline void close_without_writing(ext2_filsys& fs) noexcept {
-    if (!fs) return;
+// Leave `fs` open but read-only in effect: ext2fs_close() then writes
+// neither its in-memory superblock, descriptors nor bitmaps, nor counts the
+// bytes written into s_kbytes_written. The MMP block is released.
+inline void stop_writing(ext2_filsys fs) noexcept {
     // An MMP filesystem opened read-write has its MMP block set to "fsck
     // running" (written directly, not journaled): put it back, or the kernel
     // would refuse to mount.
     if ((fs->flags & EXT2_FLAG_RW) && ext2fs_has_feature_mmp(fs->super)) (void)ext2fs_mmp_stop(fs);
     fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_CHANGED | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
+}
+// Close the filesystem without letting libext2fs write its in-memory
+// superblock, descriptors or bitmaps (every change went through the journal,
+// or a replay changed them behind its back).
+inline void close_without_writing(ext2_filsys& fs) noexcept {
+    if (!fs) return;
+    stop_writing(fs);
     ext2fs_close_free(&fs);
 }
 
@@ -1052,14 +1058,24 @@ namespace detail {
     std::optional<rmap<MS, MJ>> rm;
     std::optional<refcount_map<MS, MJ>> rc;
     std::optional<parent_map<MS, MJ>> pm;
-    for (int attempt = 0;; ++attempt) { // N doubles each time: at most 5 rounds
+    for (int attempt = 0;;) { // N doubles each time: at most 5 rounds (and one giving up the old length)
         tree = map_file_tree_of(N, bs);
         const std::uint64_t need = N + tree.tree_blocks * cluster;
         rep.need_blocks = need;
         free_run run;
         if (errcode_t fe = find_free_run(fs, need, run))
             return refuse(build_problem::io, errc::io, std::string("searching the block bitmap: ") + error_message(fe));
-        if (!run.found && keep_old_length) { // the old length does not fit beside the old file
+        bm = (N + bits - 1) / bits;
+        // The one transaction holds libext2fs's changes (the block bitmap
+        // and descriptor of every group the old and the new map file
+        // touch, the tree, inode, superblock) besides room for the
+        // volume's bitmap twice over; jbd2 allows a quarter of the log.
+        const std::uint64_t per_group = EXT2_BLOCKS_PER_GROUP(sb);
+        fs_tx = 2 * ((need + old.blocks) / per_group + 4) + tree.tree_blocks + 32;
+        const std::uint64_t tx = volume_min_transaction_blocks(static_cast<std::uint32_t>(bm)) + fs_tx;
+        if (keep_old_length && (!run.found || tx > (log_blocks - 1) / 4)) {
+            // The old length does not fit beside the old file, or in one
+            // transaction: what the maps need instead.
             keep_old_length = false;
             N = wanted;
             continue;
@@ -1071,19 +1087,6 @@ namespace detail {
                               std::to_string(run.largest) + ")");
         }
         first = run.first;
-        bm = (N + bits - 1) / bits;
-        // The one transaction holds libext2fs's changes (the block bitmap
-        // and descriptor of every group the old and the new map file
-        // touch, the tree, inode, superblock) besides room for the
-        // volume's bitmap twice over; jbd2 allows a quarter of the log.
-        const std::uint64_t per_group = EXT2_BLOCKS_PER_GROUP(sb);
-        fs_tx = 2 * ((need + old.blocks) / per_group + 4) + tree.tree_blocks + 32;
-        const std::uint64_t tx = volume_min_transaction_blocks(static_cast<std::uint32_t>(bm)) + fs_tx;
-        if (tx > (log_blocks - 1) / 4 && keep_old_length) {
-            keep_old_length = false;
-            N = wanted;
-            continue;
-        }
         if (tx > (log_blocks - 1) / 4)
             return refuse(build_problem::unsupported, errc::no_space,
                           "a map file of " + std::to_string(N) + " blocks needs a transaction of " + std::to_string(tx) +
@@ -1159,6 +1162,7 @@ namespace detail {
         if (e == errc::ok) break;
         if (e != errc::no_space || attempt == 4)
             return refuse(build_problem::failed, e, std::string("building the ") + what + " map: " + describe(e));
+        ++attempt;
         N = whole_clusters(N * 2);
     }
     rep.rmap_records = rm->size();

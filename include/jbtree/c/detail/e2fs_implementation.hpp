@@ -402,8 +402,7 @@ int jbt_e2fs_carry_live_stamp(ext2_filsys fs, const struct jbt_e2fs_state* befor
     if (!carried) return 0;
     // What the carry wrote must not reach s_kbytes_written, nor anything
     // else the superblock: ext2fs_close() then writes nothing.
-    if (ext2fs_has_feature_mmp(fs->super)) (void)ext2fs_mmp_stop(fs);
-    fs->flags &= ~(EXT2_FLAG_RW | EXT2_FLAG_DIRTY | EXT2_FLAG_CHANGED | EXT2_FLAG_BB_DIRTY | EXT2_FLAG_IB_DIRTY);
+    stop_writing(fs);
     return 1;
 }
 
