@@ -26,6 +26,25 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
     JBTREE_TRY(descend_path(k, p, exact));
     if (!exact) return errc::not_found;
 
+    // The common case changes one leaf: it keeps at least half its
+    // capacity (or is the root and keeps an entry) and its first key (its
+    // parent's separator; interval trees take the general path, which also
+    // keeps the high keys above). No sibling is read, nothing restructured.
+    if constexpr (!interval) {
+        unsigned char* n = p.lv[0].buf.data();
+        const std::uint32_t i = p.lv[0].index;
+        const bool root = an_.height == 1;
+        if (root ? layout_type::count(n) > 1
+                 : i > 0 && lay_.used_units(n, true) - lay_.entry_units(n, true, i) >= min_units(true)) {
+            op_context ctx{this, &h};
+            JBTREE_TRY(ctx.touch(p.lv[0].buf));
+            lay_.erase(n, true, i);
+            --an_.records;
+            ++gen_;
+            return ctx.finish();
+        }
+    }
+
     // Plan: decide each level's fix-up and read the siblings it needs.
     const unsigned h0 = an_.height;
     erase_plan plan[max_height];

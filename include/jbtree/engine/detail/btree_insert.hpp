@@ -146,6 +146,31 @@ errc JBTREE_BTREE::upsert(handle& h, const key_type& k, const value_type& v, ups
     if (exact && mode == upsert_mode::insert_only) return errc::exists;
     if (!exact && mode == upsert_mode::assign_only) return errc::not_found;
     const std::uint32_t leaf_pos = p.lv[0].index;
+    // The common cases change one leaf and nothing above it: a fixed-size
+    // value replaced in place, or a new entry that fits its leaf and does
+    // not become the leaf's first key (its parent's separator; interval
+    // trees also keep each node's high key above, so they take the general
+    // path). They skip planning: no other node is read, allocated or
+    // restructured.
+    if constexpr (!interval) {
+        unsigned char* n = p.lv[0].buf.data();
+        const bool in_place = fixed_values && exact;
+        if (in_place ||
+            (!exact && leaf_pos > 0 &&
+             lay_.used_units(n, true) + layout_type::leaf_units_for(vlen) <= lay_.capacity(true))) {
+            op_context ctx{this, &h};
+            JBTREE_TRY(ctx.touch(p.lv[0].buf));
+            if (in_place) {
+                copy_bytes(lay_.payload(n, true, leaf_pos), ev, layout_type::payload_field_for(true));
+            } else {
+                lay_.insert(n, true, leaf_pos, ek, ev, vlen);
+                ++an_.records;
+            }
+            ++gen_;
+            if (inserted) *inserted = !exact;
+            return ctx.finish();
+        }
+    }
     const std::uint32_t removed = exact ? lay_.entry_units(p.lv[0].buf.data(), true, leaf_pos) : 0;
 
     level_plan plan[max_height];
