@@ -30,29 +30,14 @@ using keys = std::vector<std::uint64_t>;
 void ab_run_a(const keys&, const keys&, const keys&, double*);
 void ab_run_b(const keys&, const keys&, const keys&, double*);
 
-static void ab_run_absl(const keys& ins, const keys& fnd, const keys& ers, double* out) {
-    absl::btree_map<std::uint64_t, std::uint64_t> m;
+// One peer's pass: Map is an ordered u64 -> V map with emplace, find and
+// erase (V = u64, or int64_t for frozenca, whose pair type needs distinct
+// key and value types).
+template <class Map, class V>
+static void ab_run_peer(const keys& ins, const keys& fnd, const keys& ers, double* out) {
+    Map m;
     const double t0 = ab_now();
-    for (std::uint64_t k : ins) m.emplace(k, k);
-    const double t1 = ab_now();
-    std::uint64_t sum = 0;
-    for (std::uint64_t k : fnd) sum += m.find(k)->second;
-    const double t2 = ab_now();
-    for (std::uint64_t k : ers) m.erase(k);
-    const double t3 = ab_now();
-    ab_keep(sum);
-    out[0] = (t1 - t0) / static_cast<double>(ins.size());
-    out[1] = (t2 - t1) / static_cast<double>(fnd.size());
-    out[2] = (t3 - t2) / static_cast<double>(ers.size());
-}
-
-#if AB_FROZENCA
-// frozenca::BTreeMap<u64, int64_t>, as jbtree-bench runs it (its pair type
-// needs distinct key and value types).
-static void ab_run_frozenca(const keys& ins, const keys& fnd, const keys& ers, double* out) {
-    frozenca::BTreeMap<std::uint64_t, std::int64_t> m;
-    const double t0 = ab_now();
-    for (std::uint64_t k : ins) m.emplace(std::uint64_t{k}, static_cast<std::int64_t>(k));
+    for (std::uint64_t k : ins) m.emplace(std::uint64_t{k}, static_cast<V>(k));
     const double t1 = ab_now();
     std::uint64_t sum = 0;
     for (std::uint64_t k : fnd) sum += static_cast<std::uint64_t>(m.find(k)->second);
@@ -63,6 +48,14 @@ static void ab_run_frozenca(const keys& ins, const keys& fnd, const keys& ers, d
     out[0] = (t1 - t0) / static_cast<double>(ins.size());
     out[1] = (t2 - t1) / static_cast<double>(fnd.size());
     out[2] = (t3 - t2) / static_cast<double>(ers.size());
+}
+static void ab_run_absl(const keys& ins, const keys& fnd, const keys& ers, double* out) {
+    ab_run_peer<absl::btree_map<std::uint64_t, std::uint64_t>, std::uint64_t>(ins, fnd, ers, out);
+}
+
+#if AB_FROZENCA
+static void ab_run_frozenca(const keys& ins, const keys& fnd, const keys& ers, double* out) {
+    ab_run_peer<frozenca::BTreeMap<std::uint64_t, std::int64_t>, std::int64_t>(ins, fnd, ers, out);
 }
 constexpr int containers = 4;
 #else
