@@ -49,6 +49,14 @@
 #else
 #define JBTREE_HOT inline
 #endif
+// The reverse, for a rarely taken part of an operation kept in its own
+// frame: each frame then stays within the kernel's 2 KiB bound
+// (tests/check_kernel_shim.sh), and the common path's frame small.
+#if defined(__GNUC__) || defined(__clang__)
+#define JBTREE_COLD [[gnu::noinline]]
+#else
+#define JBTREE_COLD
+#endif
 
 namespace jbtree {
 
@@ -1080,6 +1088,9 @@ private:
 
     [[nodiscard]] errc upsert(handle& h, const key_type& k, const value_type& v, upsert_mode mode,
                               bool* inserted) noexcept;
+    [[nodiscard]] JBTREE_COLD errc upsert_planned(op_context& ctx, path_t& p, bool exact, const unsigned char* ek,
+                                                  const unsigned char* ev, std::uint32_t vlen,
+                                                  bool* inserted) noexcept;
     [[nodiscard]] errc plan_insert(path_t& p, level_plan* plan, unsigned& top, std::uint32_t leaf_units,
                                    std::uint32_t removed_units, buffer& new_root, std::uint64_t* allocated,
                                    unsigned& nallocated) noexcept;

@@ -30,13 +30,14 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
     // capacity (or is the root and keeps an entry) and its first key (its
     // parent's separator; interval trees take the general path, which also
     // keeps the high keys above). No sibling is read, nothing restructured.
+    // (One op_context for both paths, as in upsert.)
+    op_context ctx{this, &h};
     if constexpr (!interval) {
         unsigned char* n = p.lv[0].buf.data();
         const std::uint32_t i = p.lv[0].index;
         const bool root = an_.height == 1;
         if (root ? layout_type::count(n) > 1
                  : i > 0 && lay_.used_units(n, true) - lay_.entry_units(n, true, i) >= min_units(true)) {
-            op_context ctx{this, &h};
             JBTREE_TRY(ctx.touch(p.lv[0].buf));
             lay_.erase(n, true, i);
             --an_.records;
@@ -129,7 +130,6 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
     }
 
     // Apply.
-    op_context ctx{this, &h};
     bool changed = false;
     for (unsigned l = 0; l <= top; ++l) {
         erase_plan& pl = plan[l];

@@ -152,13 +152,13 @@ errc JBTREE_BTREE::upsert(handle& h, const key_type& k, const value_type& v, ups
     // trees also keep each node's high key above, so they take the general
     // path). They skip planning: no other node is read, allocated or
     // restructured.
+    op_context ctx{this, &h};
     if constexpr (!interval) {
         unsigned char* n = p.lv[0].buf.data();
         const bool in_place = fixed_values && exact;
         if (in_place ||
             (!exact && leaf_pos > 0 &&
              lay_.used_units(n, true) + layout_type::leaf_units_for(vlen) <= lay_.capacity(true))) {
-            op_context ctx{this, &h};
             JBTREE_TRY(ctx.touch(p.lv[0].buf));
             if (in_place) {
                 copy_bytes(lay_.payload(n, true, leaf_pos), ev, layout_type::payload_field_for(true));
@@ -171,6 +171,17 @@ errc JBTREE_BTREE::upsert(handle& h, const key_type& k, const value_type& v, ups
             return ctx.finish();
         }
     }
+    return upsert_planned(ctx, p, exact, ek, ev, vlen, inserted);
+}
+
+// The general path of upsert: plan every level from the leaf up (reading
+// siblings, allocating nodes), then apply. Out of line, so that its plans
+// and upsert's path and encoded record are not one frame. It finishes the
+// operation itself: ctx then holds its buffers (siblings, new nodes).
+JBTREE_BTREE_TEMPLATE
+errc JBTREE_BTREE::upsert_planned(op_context& ctx, path_t& p, bool exact, const unsigned char* ek,
+                                  const unsigned char* ev, std::uint32_t vlen, bool* inserted) noexcept {
+    const std::uint32_t leaf_pos = p.lv[0].index;
     const std::uint32_t removed = exact ? lay_.entry_units(p.lv[0].buf.data(), true, leaf_pos) : 0;
 
     level_plan plan[max_height];
@@ -182,7 +193,6 @@ errc JBTREE_BTREE::upsert(handle& h, const key_type& k, const value_type& v, ups
 
     // Apply. From here on only a journal failure can stop us.
     const unsigned h0 = an_.height;
-    op_context ctx{this, &h};
     internal_entry up{}; // entry for the node a split created one level down
     bool changed = false;
     for (unsigned l = 0; l <= top; ++l) {
