@@ -564,8 +564,7 @@ void register_container(std::size_t n) {
 } // namespace
 
 int main(int argc, char** argv) {
-    const bool warm = benchio::keep_heap_warm();
-    g_warm_heap = warm;
+    g_warm_heap = benchio::keep_heap_warm();
     const std::size_t max_n = max_n_from_env();
     g_cpu_clock = benchio::cpu_clock_requested();
     const char* ns_env = std::getenv("JBTREE_BENCH_NODE_SIZES");
@@ -594,7 +593,7 @@ int main(int argc, char** argv) {
                                 "no (not found when the bench was built: ../shared/vendor/frozenca-BTree.tar.xz)");
 #endif
     benchmark::AddCustomContext("jbtree_bench_max_n", std::to_string(max_n));
-    benchmark::AddCustomContext("jbtree_bench_heap_warm", warm ? "yes" : "no (glibc's trim and mmap defaults)");
+    benchmark::AddCustomContext("jbtree_bench_heap_warm", g_warm_heap ? "yes" : "no (glibc's trim and mmap defaults)");
     benchmark::AddCustomContext("jbtree_bench_clock", g_cpu_clock ? "thread cpu time" : "wall (steady_clock)");
     benchmark::AddCustomContext("jbtree_bench_heap", heap::mode() == heap::mode_t::usable ? "usable" : "prefix");
     benchmark::Initialize(&argc, argv);

@@ -30,7 +30,8 @@ errc JBTREE_BTREE::erase(handle& h, const key_type& k) noexcept {
     // capacity (or is the root and keeps an entry) and its first key (its
     // parent's separator; interval trees take the general path, which also
     // keeps the high keys above). No sibling is read, nothing restructured.
-    // (One op_context for both paths, as in upsert.)
+    // (The level-0 rule of the plan below, taken early. One op_context for
+    // both paths: a second would grow the frame the kernel check bounds.)
     op_context ctx{this, &h};
     if constexpr (!interval) {
         unsigned char* n = p.lv[0].buf.data();
