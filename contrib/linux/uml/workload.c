@@ -31,6 +31,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -75,6 +76,26 @@ static void name_of(char *buf, size_t n, unsigned dir, unsigned file)
 static void rand_name(char *buf, size_t n) { name_of(buf, n, pick(NDIRS), pick(NFILES)); }
 
 static char chunk[1 << 17];
+
+/*
+ * Value sizes of the xattr operation, [xattr_min, xattr_max): each too
+ * large for the free space of a 256-byte inode (about 92 bytes), so the
+ * value goes to an xattr block, and small enough that the four names
+ * user.j0..j3 fit one block together: a block holds a 32-byte header, a
+ * 4-byte end marker and per entry 20 bytes (entry and name) plus the value
+ * rounded up to 4. On 4 KiB blocks that allows 300 to 899 bytes; on 1 KiB
+ * blocks 100 to 223 (with 300 to 899 there most sets failed with ENOSPC,
+ * each after ext4 forced up to three commits to retry).
+ */
+static unsigned xattr_min = 300, xattr_max = 900;
+static void size_xattrs(const char *dir)
+{
+	struct statvfs s;
+	if (statvfs(dir, &s) || s.f_bsize >= 4096)
+		return;
+	xattr_max = (((unsigned)s.f_bsize - 36) / 4 - 20) & ~3u;
+	xattr_min = 100;
+}
 
 static void write_at(const char *p, off_t off, size_t len, int flags)
 {
@@ -166,7 +187,7 @@ static void one_op(void)
 		char v[900];
 		memset(v, 'a' + (int)pick(26), sizeof v);
 		snprintf(b, sizeof b, "user.j%u", pick(4));
-		check(setxattr(a, b, v, 300 + pick(600), 0), "setxattr", a);
+		check(setxattr(a, b, v, xattr_min + pick(xattr_max - xattr_min), 0), "setxattr", a);
 		break;
 	}
 	case 14: /* remove an xattr */
@@ -246,6 +267,7 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
+		size_xattrs(root);
 		for (unsigned long i = 0; i < ops; ++i)
 			one_op();
 		printf("workload: %lu operations done, %lu refused as expected\n", done, skipped);
