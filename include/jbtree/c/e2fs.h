@@ -81,7 +81,14 @@ struct jbt_e2fs_info {
 	uint64_t built_at;            /* seconds since the epoch */
 	int stale;                    /* 1: the filesystem changed since the build */
 };
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow" /* C++: the function shares its struct's name, as C allows */
+#endif
 void jbt_e2fs_info(const jbt_e2fs_maps *m, struct jbt_e2fs_info *out);
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /* After a call on `m` failed: what failed, in words, naming the map, the
  * block of a damaged node and the check it failed. "" if none did. */

@@ -681,7 +681,7 @@ private:
         if (r <= lo || hi <= lo) return 0;
         if (r >= hi) return 1u << where_bits;
         std::uint64_t span = hi - lo, off = r - lo;
-        const int w = std::bit_width(span);
+        const int w = static_cast<int>(std::bit_width(span));
         if (w > static_cast<int>(where_bits)) {
             span >>= (w - static_cast<int>(where_bits));
             off >>= (w - static_cast<int>(where_bits));
@@ -1181,7 +1181,7 @@ private:
             // span is smaller) when nothing is learned or the spans moved
             // far from the scale.
             if (density[level] == 0 || v == 0 || v > (1ull << 32) || (shift[level] && v < (1ull << 16))) {
-                const int w = std::bit_width(s);
+                const int w = static_cast<int>(std::bit_width(s));
                 shift[level] = w > 24 ? static_cast<unsigned>(w - 24) : 0;
                 v = s >> shift[level];
                 density[level] = 0;

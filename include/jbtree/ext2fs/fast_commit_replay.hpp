@@ -446,7 +446,7 @@ private:
                 result = errc::invalid;
             } else if (type > 0) {
                 (void)ext2fs_unlink(fs_, parent, name, ino, EXT2FS_UNLINK_FORCE); // any old entry of that name
-                if (const errcode_t e = ext2fs_link(fs_, parent, name, ino, type)) result = fail(e);
+                if (const errcode_t le = ext2fs_link(fs_, parent, name, ino, type)) result = fail(le);
             }
         }
         ext2fs_free_mem(&name);

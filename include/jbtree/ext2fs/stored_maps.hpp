@@ -1110,9 +1110,9 @@ namespace detail {
         // each tree block (one record when they are contiguous with it).
         own_blocks.assign(1, rmap_record{first, N, rmap_owner::jbtree, 0, 0});
         for (std::uint64_t t = 0; t < tree.tree_blocks; ++t) {
-            const std::uint64_t b = first + N + t * cluster;
-            if (rmap_record& last = own_blocks.back(); last.start + last.length == b) ++last.length;
-            else own_blocks.push_back(rmap_record{b, 1, rmap_owner::jbtree, 0, 0});
+            const std::uint64_t blk = first + N + t * cluster;
+            if (rmap_record& last = own_blocks.back(); last.start + last.length == blk) ++last.length;
+            else own_blocks.push_back(rmap_record{blk, 1, rmap_owner::jbtree, 0, 0});
         }
         const char* what = "";
         load_progress lp{hooks.load_progress, hooks.ctx};
@@ -1261,7 +1261,7 @@ namespace detail {
                 if ((fe = ext2fs_iblk_set(fs, &inode, N / cluster + tree.tree_blocks))) break;
             }
             step = "setting the map file's size";
-            if ((fe = ext2fs_inode_size_set(fs, &inode, N * bs))) break;
+            if ((fe = ext2fs_inode_size_set(fs, &inode, static_cast<ext2_off64_t>(N * bs)))) break;
             if ((fe = ext2fs_write_inode(fs, map_inode, &inode))) break;
             step = "writing the bitmaps, descriptors and superblock";
             ext2fs_set_feature_journal_needs_recovery(fs->super); // the journaled copy says: replay me

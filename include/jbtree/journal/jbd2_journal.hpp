@@ -591,7 +591,7 @@ private:
     // Log blocks a transaction of n blocks and r revokes takes at most.
     std::uint32_t log_blocks_for(std::uint32_t n, std::uint32_t r) const noexcept {
         const std::uint32_t bs = log_.block_size();
-        const std::uint32_t tags = (bs - sizeof(header) - fmt_.tail_bytes() - 16) / fmt_.tag_bytes();
+        const std::uint32_t tags = (bs - static_cast<std::uint32_t>(sizeof(header)) - fmt_.tail_bytes() - 16) / fmt_.tag_bytes();
         const std::uint32_t per_revoke = (bs - revoke_header_size - fmt_.tail_bytes()) / fmt_.revoke_record_bytes();
         return n + (n + tags - 1) / tags + (r + per_revoke - 1) / per_revoke + 1;
     }

@@ -425,7 +425,7 @@ errc one_pass(D& dev, pass_state& st, pass which, const recovery_memory& mem) no
                     result = errc::bad_checksum; // skip this block, replay the others
                 } else {
                     if (flags & tag_escape) store_be<std::uint32_t>(mem.block_b, magic);
-                    if (const errc e = dev.write_home(home, mem.block_b); e != errc::ok) result = e;
+                    if (const errc we = dev.write_home(home, mem.block_b); we != errc::ok) result = we;
                     else ++st.info.replayed;
                 }
                 return true;

@@ -88,6 +88,10 @@ inline void say(char* why, std::size_t size, const std::string& text) noexcept {
     return static_cast<int>(e);
 }
 
+// A failure of work on the stored maps that is neither a finding nor the
+// caller's mistake (reading the map file, writing its stamp): -ENOMEM or -EIO.
+[[nodiscard]] inline int io_errno(errc e) noexcept { return e == errc::no_memory ? -ENOMEM : -EIO; }
+
 } // namespace jbtree::e2fs_c
 
 struct jbt_e2fs_maps {
@@ -365,7 +369,7 @@ int jbt_e2fs_build(ext2_filsys fs, jbt_e2fs_scan* scan, struct jbt_e2fs_build_re
     case build_problem::io: return -EIO;
     default: break;
     }
-    return e == errc::invalid ? -EINVAL : e == errc::no_memory ? -ENOMEM : -EIO;
+    return e == errc::invalid ? -EINVAL : e2fs_c::io_errno(e);
 }
 
 static_assert(sizeof(jbt_e2fs_state::opaque) == sizeof(jbtree::ext2fs_adapter::map_stamp));
@@ -382,9 +386,8 @@ int jbt_e2fs_current_in(ext2_filsys fs, const struct jbt_e2fs_state* state) {
     map_stamp then;
     std::memcpy(&then, state->opaque, sizeof then);
     bool current = false;
-    const jbtree::errc e = maps_current_for(fs, then, current);
-    if (e == jbtree::errc::no_memory) return -ENOMEM;
-    if (e != jbtree::errc::ok) return -EIO;
+    if (const jbtree::errc e = maps_current_for(fs, then, current); e != jbtree::errc::ok)
+        return jbtree::e2fs_c::io_errno(e);
     return current ? 1 : 0;
 }
 
@@ -396,9 +399,8 @@ int jbt_e2fs_carry_live_stamp(ext2_filsys fs, const struct jbt_e2fs_state* befor
     map_stamp b;
     std::memcpy(&b, before->opaque, sizeof b);
     bool carried = false;
-    const jbtree::errc e = carry_live_stamp(fs, b, &carried);
-    if (e == jbtree::errc::no_memory) return -ENOMEM;
-    if (e != jbtree::errc::ok) return -EIO;
+    if (const jbtree::errc e = carry_live_stamp(fs, b, &carried); e != jbtree::errc::ok)
+        return jbtree::e2fs_c::io_errno(e);
     if (!carried) return 0;
     // What the carry wrote must not reach s_kbytes_written, nor anything
     // else the superblock: ext2fs_close() then writes nothing.
