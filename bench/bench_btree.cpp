@@ -407,16 +407,14 @@ void add_engine_counters(benchmark::State& st, C& c) {
 // Benchmarks
 // ===========================================================================
 
-// One whole fill of n keys per iteration (random or ascending order).
-template <class C, bool Ascending>
-void bm_insert(benchmark::State& st, std::size_t n) {
-    const auto& ks = keys(n);
-    const std::vector<u64>& order = Ascending ? ks.sorted : ks.insert_order;
+// The timed passes of a benchmark that builds a whole container per
+// iteration with fill(c): the previous container is destroyed outside the
+// clock, and with a warm heap one untimed fill comes first (g_warm_heap).
+// Reports the heap bytes a container holds and the last one's engine
+// counters; `what` names the benchmark if the last one has the wrong size.
+template <class C, class Fill>
+void time_fills(benchmark::State& st, std::size_t n, const char* what, Fill fill) {
     std::int64_t bytes = 0;
-    auto fill = [&](std::unique_ptr<C>& c) {
-        c = std::make_unique<C>();
-        for (u64 k : order) c->insert(k, value_of(k));
-    };
     std::unique_ptr<C> last;
     if (g_warm_heap) fill(last); // untimed: maps the pages the timed passes reuse
     for (auto _ : st) {
@@ -429,10 +427,21 @@ void bm_insert(benchmark::State& st, std::size_t n) {
         bytes = heap::live_bytes() - before;
         last = std::move(c);
     }
-    if (last->size() != n) die("insert", "wrong size");
+    if (last->size() != n) die(what, "wrong size");
     set_bytes_counter(st, bytes, n);
     add_engine_counters(st, *last);
     st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations() * n));
+}
+
+// One whole fill of n keys per iteration (random or ascending order).
+template <class C, bool Ascending>
+void bm_insert(benchmark::State& st, std::size_t n) {
+    const auto& ks = keys(n);
+    const std::vector<u64>& order = Ascending ? ks.sorted : ks.insert_order;
+    time_fills<C>(st, n, "insert", [&](std::unique_ptr<C>& c) {
+        c = std::make_unique<C>();
+        for (u64 k : order) c->insert(k, value_of(k));
+    });
 }
 
 // n successful lookups per iteration, in an order unrelated to insertion.
@@ -493,8 +502,7 @@ void bm_erase(benchmark::State& st, std::size_t n) {
 template <class C>
 void bm_bulk(benchmark::State& st, std::size_t n) {
     const auto& ks = keys(n);
-    std::int64_t bytes = 0;
-    auto fill = [&](std::unique_ptr<C>& c) {
+    time_fills<C>(st, n, "bulk_load", [&](std::unique_ptr<C>& c) {
         c = std::make_unique<C>();
         if constexpr (jbtree_container<C>) {
             std::size_t i = 0;
@@ -512,23 +520,7 @@ void bm_bulk(benchmark::State& st, std::size_t n) {
         } else {
             for (u64 k : ks.sorted) c->insert_hint_end(k, value_of(k));
         }
-    };
-    std::unique_ptr<C> last;
-    if (g_warm_heap) fill(last); // untimed, as in bm_insert
-    for (auto _ : st) {
-        last.reset();
-        const std::int64_t before = heap::live_bytes();
-        std::unique_ptr<C> c;
-        const stopwatch sw;
-        fill(c);
-        st.SetIterationTime(sw.seconds());
-        bytes = heap::live_bytes() - before;
-        last = std::move(c);
-    }
-    if (last->size() != n) die("bulk_load", "wrong size");
-    set_bytes_counter(st, bytes, n);
-    add_engine_counters(st, *last);
-    st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations() * n));
+    });
 }
 
 std::size_t max_n_from_env() {
